@@ -12,25 +12,30 @@
 namespace {
 
 std::string Read(const std::string& name) {
-  std::ifstream in(std::string(STOCKADE_SOURCE_ROOT) + "/examples/policies/" + name);
+  std::ifstream in(std::string(STOCKADE_SOURCE_ROOT) + "/examples/policies/" +
+                   name);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
 }
 
 stockade::v1::ClusterAgentPolicy Guardrails() {
-  auto r = stockade::compiler::DecodeManifests(Read("cluster-guardrails.yaml"), "g");
+  auto r =
+      stockade::compiler::DecodeManifests(Read("cluster-guardrails.yaml"), "g");
   return std::get<stockade::v1::ClusterAgentPolicy>(r.documents.at(0).object);
 }
 
 void BM_DecodeAndCompile(benchmark::State& state, const char* file) {
   const std::string text = Read(file);
   const std::vector<stockade::v1::ClusterAgentPolicy> guards = {Guardrails()};
-  const stockade::compiler::NamespaceLabels labels = {{"stockade.dev/enforce", "true"}};
+  const stockade::compiler::NamespaceLabels labels = {
+      {"stockade.dev/enforce", "true"}};
   for (auto _ : state) {
     auto decoded = stockade::compiler::DecodeManifests(text, file);
-    const auto& policy = std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
-    auto result = stockade::compiler::CompileAgentPolicy(policy, guards, labels);
+    const auto& policy =
+        std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
+    auto result =
+        stockade::compiler::CompileAgentPolicy(policy, guards, labels);
     if (!result.compiled) state.SkipWithError("compile failed");
     benchmark::DoNotOptimize(result);
   }
@@ -38,11 +43,14 @@ void BM_DecodeAndCompile(benchmark::State& state, const char* file) {
 
 void BM_CompileOnly(benchmark::State& state, const char* file) {
   auto decoded = stockade::compiler::DecodeManifests(Read(file), file);
-  const auto policy = std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
+  const auto policy =
+      std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
   const std::vector<stockade::v1::ClusterAgentPolicy> guards = {Guardrails()};
-  const stockade::compiler::NamespaceLabels labels = {{"stockade.dev/enforce", "true"}};
+  const stockade::compiler::NamespaceLabels labels = {
+      {"stockade.dev/enforce", "true"}};
   for (auto _ : state) {
-    auto result = stockade::compiler::CompileAgentPolicy(policy, guards, labels);
+    auto result =
+        stockade::compiler::CompileAgentPolicy(policy, guards, labels);
     benchmark::DoNotOptimize(result);
   }
 }
