@@ -123,8 +123,17 @@ std::vector<Problem> ValidatePolicySpec(const AgentPolicySpec& spec,
     check.Quantity(field + ".sizeLimit", w.size_limit());
   }
   for (int i = 0; i < spec.filesystem().read_only_size(); ++i) {
-    check.Path(absl::StrCat(fs, ".readOnly[", i, "]"),
-               spec.filesystem().read_only(i));
+    const std::string ro = check.Path(absl::StrCat(fs, ".readOnly[", i, "]"),
+                                      spec.filesystem().read_only(i));
+    for (int j = 0; !ro.empty() && j < spec.filesystem().writable_size(); ++j) {
+      const std::string& w = spec.filesystem().writable(j).path();
+      if (IsBeneath(w, ro)) {
+        check.Add(absl::StrCat(fs, ".writable[", j, "].path"),
+                  absl::StrCat("\"", w, "\" lies in the read-only path \"", ro,
+                               "\" and could never be written; remove one "
+                               "of them"));
+      }
+    }
   }
   for (int i = 0; i < spec.exec().allow_size(); ++i) {
     const std::string field = absl::StrCat(prefix, ".exec.allow[", i, "]");

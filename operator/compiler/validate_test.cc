@@ -50,6 +50,16 @@ TEST(ValidateTest, WritableAndDeniedConflict) {
   EXPECT_THAT(p[0], HasSubstr("\"/data/x\" is both writable and denied"));
 }
 
+TEST(ValidateTest, WritableInsideReadOnly) {
+  auto p = Problems(
+      "  filesystem:\n    writable:\n      - path: /etc/app\n"
+      "    readOnly: [/etc]\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_THAT(p[0],
+              HasSubstr("p.yaml:8: spec.filesystem.writable[0].path: "
+                        "\"/etc/app\" lies in the read-only path \"/etc\""));
+}
+
 TEST(ValidateTest, KernelFilesystemsAndRootNotWritable) {
   auto p = Problems(
       "  filesystem:\n    writable:\n      - path: /proc/sys\n"

@@ -127,8 +127,9 @@ class Decoder {
     std::set<const FieldDescriptor*> present;
     std::set<const FieldDescriptor*> failed;  // already reported
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
-      const YAML::Node& value = it->second;
+      // Copies: yaml-cpp's iterator yields temporaries.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       if (!key.IsScalar()) {
         Fail(key, path, "object keys must be strings");
         continue;
@@ -231,17 +232,20 @@ class Decoder {
       const FieldDescriptor* key_f = field->message_type()->map_key();
       const FieldDescriptor* val_f = field->message_type()->map_value();
       for (auto it = value.begin(); it != value.end(); ++it) {
-        if (!Visit(it->second, path)) return;
-        const std::string child = absl::StrCat(path, ".", it->first.Scalar());
-        if (!it->first.IsScalar() || !it->second.IsScalar() ||
+        const YAML::Node key = it->first;
+        const YAML::Node val = it->second;
+        if (!Visit(val, path)) return;
+        const std::string child = absl::StrCat(
+            path, ".", key.IsScalar() ? key.Scalar() : std::string("?"));
+        if (!key.IsScalar() || !val.IsScalar() ||
             key_f->type() != FieldDescriptor::TYPE_STRING ||
             val_f->type() != FieldDescriptor::TYPE_STRING) {
-          Fail(it->second, child, "expected a string");
+          Fail(val, child, "expected a string");
           continue;
         }
         Message* entry = msg->GetReflection()->AddMessage(msg, field);
-        entry->GetReflection()->SetString(entry, key_f, it->first.Scalar());
-        entry->GetReflection()->SetString(entry, val_f, it->second.Scalar());
+        entry->GetReflection()->SetString(entry, key_f, key.Scalar());
+        entry->GetReflection()->SetString(entry, val_f, val.Scalar());
       }
       return;
     }
