@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# containerd-shim-stockade-v1 against containerd-shim-runc-v2, same containerd,
+# same run: container lifecycle latency (ctr run --rm: create, start, wait,
+# delete; median of N) and memory per pod with 10 pods running (RSS and PSS of
+# the shim processes). Prints a table and the ratios. Needs root and a build.
+#   bench/shim_bench.sh [N]     (default N=20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-20}"
+bin="$PWD/build/bin"
+work=$(mktemp -d /tmp/stockade-bench.XXXXXX)
+ctrd_pid=""
+ctr_() { ctr --address "$work/c.sock" --namespace bench "$@"; }
+cleanup() {
+  for t in $(ctr_ task ls -q 2>/dev/null); do ctr_ task kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
+  sleep 0.5
+  for t in $(ctr_ task ls -q 2>/dev/null); do ctr_ task delete "$t" >/dev/null 2>&1 || true; done
+  for c in $(ctr_ container ls -q 2>/dev/null); do ctr_ container delete "$c" >/dev/null 2>&1 || true; done
+  [ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null || true
+  umount -R "$work/root" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/rootfs"/{bin,tmp,proc,sys,dev,etc}
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for a in sh true sleep; do ln -sf busybox "$work/rootfs/bin/$a"; done
+cat > "$work/policy.yaml" <<'YAML'
+apiVersion: stockade.dev/v1alpha1
+kind: AgentPolicy
+metadata: {name: bench, namespace: bench}
+spec:
+  filesystem:
+    writable: [{path: /tmp/agent, sizeLimit: 1Mi}]
+  exec:
+    allow: [/bin/busybox]
+YAML
+"$bin/stockade" install --store "$work/store" "$work/policy.yaml" >/dev/null
+echo "store: $work/store" > "$work/shim.yaml"
+cat > "$work/config.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/c.sock"
+[ttrpc]
+  address = "$work/c.sock.ttrpc"
+TOML
+PATH="$bin:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
+ctrd_pid=$!
+for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
+
+run_args() {
+  case "$1" in
+    runc) echo "--runtime io.containerd.runc.v2";;
+    stockade) echo "--runtime io.containerd.stockade.v1 --runtime-config-path $work/shim.yaml --annotation stockade.dev/policy=bench";;
+  esac
+}
+
+latency() {  # runtime -> median ms over n runs of ctr run --rm
+  local rt=$1 i start end
+  : > "$work/lat.$rt"
+  ctr_ run --rm $(run_args "$rt") --env PATH=/bin --rootfs "$work/rootfs" warm-$rt /bin/true
+  for i in $(seq "$n"); do
+    start=$(date +%s%N)
+    ctr_ run --rm $(run_args "$rt") --env PATH=/bin --rootfs "$work/rootfs" "l-$rt-$i" /bin/true
+    end=$(date +%s%N)
+    echo $(( (end - start) / 1000 )) >> "$work/lat.$rt"
+  done
+  sort -n "$work/lat.$rt" | awk '{a[NR]=$1} END {printf "%.1f", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)/1000}'
+}
+
+memory() {  # runtime -> "rss_mb pss_mb" averaged per shim with 10 pods
+  local rt=$1 i pattern rss=0 pss=0 count=0
+  for i in $(seq 10); do
+    ctr_ run -d $(run_args "$rt") --env PATH=/bin --rootfs "$work/rootfs" "m-$rt-$i" /bin/sleep 600
+  done
+  sleep 1
+  case "$rt" in
+    runc) pattern="containerd-shim-runc-v2 -namespace bench";;
+    stockade) pattern="containerd-shim-stockade-v1 -namespace bench";;
+  esac
+  for pid in $(pgrep -f "$pattern"); do
+    r=$(awk '/^VmRSS/{print $2}' /proc/$pid/status)
+    p=$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup)
+    rss=$((rss + r)); pss=$((pss + p)); count=$((count + 1))
+  done
+  for i in $(seq 10); do ctr_ task kill -s SIGKILL "m-$rt-$i" >/dev/null 2>&1 || true; done
+  sleep 1
+  for i in $(seq 10); do
+    ctr_ task delete "m-$rt-$i" >/dev/null 2>&1 || true
+    ctr_ container delete "m-$rt-$i" >/dev/null 2>&1 || true
+  done
+  awk -v r="$rss" -v p="$pss" -v c="$count" 'BEGIN {printf "%.2f %.2f %d", r/c/1024, p/c/1024, c}'
+}
+
+runc_lat=$(latency runc)
+stk_lat=$(latency stockade)
+read -r runc_rss runc_pss runc_n <<<"$(memory runc)"
+read -r stk_rss stk_pss stk_n <<<"$(memory stockade)"
+
+printf '\n%-36s %14s %14s %8s\n' "measure (one run, n=$n)" "runc-v2" "stockade" "ratio"
+printf '%-36s %14s %14s %8s\n' "ctr run --rm median (ms)" "$runc_lat" "$stk_lat" \
+  "$(awk -v a="$stk_lat" -v b="$runc_lat" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-36s %14s %14s %8s\n' "shim RSS per pod, 10 pods (MB)" "$runc_rss" "$stk_rss" \
+  "$(awk -v a="$stk_rss" -v b="$runc_rss" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-36s %14s %14s %8s\n' "shim PSS per pod, 10 pods (MB)" "$runc_pss" "$stk_pss" \
+  "$(awk -v a="$stk_pss" -v b="$runc_pss" 'BEGIN{printf "%.2f", a/b}')"
+echo "(stockade's time includes resolving, verifying and applying the policy: seccomp, Landlock via stockade-init, nftables in the netns)"

@@ -1,0 +1,252 @@
+// The attack matrix, each attack run inside a real container created by a
+// real containerd through containerd-shim-stockade-v1, and fail-closed
+// creation. Each check names the layer expected to stop the attack.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "operator/compiler/compile.h"
+#include "store/store.h"
+#include "tests/support/containerd_fixture.h"
+
+namespace stockade::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(apiVersion: stockade.dev/v1alpha1
+kind: AgentPolicy
+metadata: {name: NAME, namespace: NS}
+spec:
+  filesystem:
+    writable: [{path: /tmp/agent, sizeLimit: 1Mi}]
+  exec:
+    allow: [/bin/busybox, /bin/probe]
+  network:
+    egress: [{cidrs: [127.0.0.1/32], ports: [{port: 8080}]}]
+  processes: {max: 32}
+)";
+
+std::string Replace(std::string s, const std::string& from,
+                    const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos;
+       at = s.find(from, at)) {
+    s.replace(at, from.size(), to);
+    at += to.size();
+  }
+  return s;
+}
+
+class AttackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(geteuid(), 0) << "the containerd tests need root";
+    char tmpl[] = "/tmp/stockade-attack-XXXXXX";
+    dir_ = new std::string(mkdtemp(tmpl));
+    ns_ = new std::string(absl::StrCat("attack-", getpid()));
+    store_ = new std::string(*dir_ + "/store");
+    auto store = store::Store::Open(*store_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (const char* name : {"agent", "tampered"}) {
+      auto decoded = compiler::DecodeManifests(
+          Replace(Replace(kPolicy, "NAME", name), "NS", *ns_), "policy.yaml");
+      ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
+      auto compiled = compiler::CompileAgentPolicy(
+          std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
+      ASSERT_TRUE(compiled.compiled) << compiled.problems.at(0).ToString();
+      ASSERT_TRUE(store->Install(*compiled.compiled).ok());
+      if (std::string(name) == "tampered")
+        tampered_hash_ = new std::string(compiled.compiled->hash());
+    }
+    config_ = new std::string(*dir_ + "/shim.yaml");
+    std::ofstream(*config_) << "store: " << *store_ << "\n";
+    ContainerdOptions options;
+    options.ns = *ns_;
+    auto fixture = ContainerdFixture::Start(options);
+    ASSERT_TRUE(fixture.ok()) << fixture.status();
+    fixture_ = fixture->release();
+    auto rootfs = fixture_->NewRootfs("agent");
+    ASSERT_TRUE(rootfs.ok()) << rootfs.status();
+    rootfs_ = new std::string(*rootfs);
+    fs::copy_file(absl::StrCat(STOCKADE_BIN_DIR, "/stockade-probe"),
+                  *rootfs_ + "/bin/probe");
+    fs::create_directories(*rootfs_ + "/usr/bin");
+    // A stand-in for pip: a program the policy does not allow.
+    fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/pip",
+                  fs::copy_options::overwrite_existing);
+  }
+
+  static void TearDownTestSuite() {
+    delete fixture_;
+    fixture_ = nullptr;
+    if (dir_) fs::remove_all(*dir_);
+  }
+
+  CommandResult Run(const std::string& id, std::vector<std::string> cmd,
+                    const std::string& policy = "agent", bool detach = false) {
+    RunSpec spec;
+    spec.id = id;
+    spec.cmd = std::move(cmd);
+    spec.runtime = kStockadeRuntime;
+    spec.rootfs = *rootfs_;
+    spec.detach = detach;
+    if (!policy.empty()) spec.annotations = {{"stockade.dev/policy", policy}};
+    spec.extra_args = {"--runtime-config-path", *config_};
+    return fixture_->Run(spec, absl::Seconds(60));
+  }
+
+  static inline ContainerdFixture* fixture_ = nullptr;
+  static inline std::string* dir_ = nullptr;
+  static inline std::string* ns_ = nullptr;
+  static inline std::string* store_ = nullptr;
+  static inline std::string* config_ = nullptr;
+  static inline std::string* rootfs_ = nullptr;
+  static inline std::string* tampered_hash_ = nullptr;
+};
+
+TEST_F(AttackTest, ConfinedContainerRunsAndExitCodesPropagate) {
+  CommandResult r = Run("hello", {"/bin/busybox", "echo", "hello"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_EQ(r.out, "hello\n");
+  EXPECT_EQ(Run("exit3", {"/bin/sh", "-c", "exit 3"}).exit_code, 3);
+}
+
+TEST_F(AttackTest, WritesOutsideWritablePathsFail) {
+  // OCI read-only root (EROFS); Landlock would answer EACCES beneath it.
+  CommandResult r = Run("write", {"/bin/probe", "write:/etc/passwd",
+                                  "write:/tmp/x", "write:/tmp/agent/ok"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("write:/etc/passwd: EROFS"));
+  EXPECT_THAT(r.out, HasSubstr("write:/tmp/x: EROFS"));
+  EXPECT_THAT(r.out, HasSubstr("write:/tmp/agent/ok: OK"));
+}
+
+TEST_F(AttackTest, WritableTmpfsStopsAtSizeLimit) {
+  // OCI tmpfs size=1Mi.
+  CommandResult r =
+      Run("fill", {"/bin/sh", "-c",
+                   "dd if=/dev/zero of=/tmp/agent/big bs=1024 count=4096"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out + r.err, HasSubstr("No space left on device"));
+}
+
+TEST_F(AttackTest, ExecOfAnythingNotAllowedFails) {
+  // Landlock EXECUTE (AppArmor ix where the kernel has it).
+  CommandResult r =
+      Run("exec", {"/bin/probe", "exec:/usr/bin/pip", "exec:/bin/busybox"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("exec:/usr/bin/pip: EACCES"));
+  EXPECT_THAT(r.out, HasSubstr("exec:/bin/busybox: OK"));
+}
+
+TEST_F(AttackTest, ForkBombIsCappedByThePidsLimit) {
+  // OCI pids limit and RLIMIT_NPROC (processes.max 32).
+  CommandResult r = Run("forkbomb", {"/bin/sh", "-c",
+                                     "i=0; while [ $i -lt 100 ]; do sleep 3 & "
+                                     "i=$((i+1)); done; wait; echo survived"});
+  EXPECT_THAT(r.out + r.err, HasSubstr("can't fork"));
+  // The host is fine and the next container starts normally.
+  EXPECT_TRUE(Run("after-bomb", {"/bin/busybox", "true"}).ok());
+}
+
+TEST_F(AttackTest, DangerousSyscallsFailWithEperm) {
+  // seccomp (RuntimeDefault), no capabilities.
+  CommandResult r = Run("syscalls", {"/bin/probe", "unshare", "mount", "ptrace",
+                                     "keyctl", "add_key", "bpf", "io_uring",
+                                     "raw_socket", "packet_socket"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  for (const char* call : {"unshare", "mount", "ptrace", "keyctl", "add_key",
+                           "bpf", "io_uring", "raw_socket", "packet_socket"}) {
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat(call, ": EPERM"))) << r.out;
+  }
+}
+
+TEST_F(AttackTest, KernelInterfacesAreHidden) {
+  // OCI maskedPaths / readonlyPaths (procfs Minimal, sysfs None).
+  CommandResult r =
+      Run("kernel", {"/bin/probe", "write:/proc/sys/kernel/hostname",
+                     "write:/proc/sysrq-trigger", "read:/sys/firmware",
+                     "read:/sys/kernel/mm"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("write:/proc/sys/kernel/hostname: EROFS"));
+  EXPECT_THAT(r.out,
+              ::testing::Not(HasSubstr("write:/proc/sysrq-trigger: OK")));
+  EXPECT_THAT(r.out, HasSubstr("read:/sys/firmware: ENOENT"));
+  EXPECT_THAT(r.out, HasSubstr("read:/sys/kernel/mm: ENOENT"));
+}
+
+TEST_F(AttackTest, TcpConnectOnlyToAllowedPorts) {
+  // Landlock TCP connect: port 8080 is allowed (nothing listens: refused),
+  // 9090 is not (EACCES before any packet leaves).
+  CommandResult r = Run("connect", {"/bin/probe", "connect:127.0.0.1:8080",
+                                    "connect:127.0.0.1:9090"});
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("connect:127.0.0.1:8080: ECONNREFUSED"));
+  EXPECT_THAT(r.out, HasSubstr("connect:127.0.0.1:9090: EACCES"));
+}
+
+TEST_F(AttackTest, EgressRulesAreInstalledInTheContainersNetns) {
+  ASSERT_TRUE(
+      Run("netns", {"/bin/busybox", "sleep", "30"}, "agent", true).ok());
+  CommandResult ps = fixture_->Ctr({"task", "ps", "netns"});
+  ASSERT_TRUE(ps.ok()) << ps.ToString();
+  std::vector<std::string> lines =
+      absl::StrSplit(ps.out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2u) << ps.out;
+  const std::string pid = std::vector<std::string>(
+      absl::StrSplit(lines[1], ' ', absl::SkipEmpty()))[0];
+  CommandResult nft = RunCommand(
+      {"nsenter", "-t", pid, "-n", "nft", "list", "table", "inet", "stockade"});
+  EXPECT_TRUE(nft.ok()) << nft.ToString();
+  EXPECT_THAT(nft.out, HasSubstr("policy drop"));
+  EXPECT_THAT(nft.out, HasSubstr("127.0.0.1"));
+  fixture_->Ctr({"task", "kill", "-s", "SIGKILL", "netns"});
+  fixture_->Ctr({"task", "delete", "netns"}, absl::Seconds(20));
+  fixture_->Ctr({"container", "delete", "netns"});
+}
+
+TEST_F(AttackTest, NoPolicyAnnotationFailsClosed) {
+  CommandResult r = Run("nopolicy", {"/bin/busybox", "true"}, "");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("names no policy"));
+  EXPECT_THAT(fixture_->Tasks(),
+              ::testing::Not(::testing::Contains("nopolicy")));
+}
+
+TEST_F(AttackTest, UnknownPolicyFailsClosed) {
+  CommandResult r = Run("unknown", {"/bin/busybox", "true"}, "missing");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("missing"));
+  EXPECT_THAT(fixture_->Tasks(),
+              ::testing::Not(::testing::Contains("unknown")));
+}
+
+TEST_F(AttackTest, TamperedStoreFailsClosed) {
+  const std::string file =
+      *store_ + "/v1/policies/" + *tampered_hash_ + ".binpb";
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f);
+  f.seekg(20);
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(20);
+  c ^= 0x5a;
+  f.write(&c, 1);
+  f.close();
+  CommandResult r = Run("tampered", {"/bin/busybox", "true"}, "tampered");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("tampered"));
+  EXPECT_THAT(fixture_->Tasks(),
+              ::testing::Not(::testing::Contains("tampered")));
+}
+
+}  // namespace
+}  // namespace stockade::testing
