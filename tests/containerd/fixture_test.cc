@@ -150,14 +150,15 @@ TEST_P(ContainerdLifecycleTest, TtyRunAndExec) {
   EXPECT_EQ(r.exit_code, 4) << r.ToString();
   EXPECT_THAT(r.out, HasSubstr("/dev/pts/0"));
   EXPECT_THAT(r.out, HasSubstr("done"));
-  // task exec -t, with typed input.
+  // task exec -t. (Typed input is not used: ctr switching its terminal to
+  // raw mode may discard what was typed before, which made this flaky; stdin
+  // is covered by StdinReachesAnExecProcess.)
   ASSERT_TRUE(fixture_->Run(Detached("ttyexec", {"sleep", "1000"})).ok());
-  CommandResult exec = fixture_->CtrWith(
-      fixture_->ns(),
-      {"task", "exec", "-t", "--exec-id", "t1", "ttyexec", "sh"},
-      {.timeout = absl::Seconds(30),
-       .stdin_data = "test -t 0 && echo exec-tty-ok; exit 9\n",
-       .pty = true});
+  CommandResult exec =
+      fixture_->CtrWith(fixture_->ns(),
+                        {"task", "exec", "-t", "--exec-id", "t1", "ttyexec",
+                         "sh", "-c", "test -t 0 && echo exec-tty-ok; exit 9"},
+                        {.timeout = absl::Seconds(30), .pty = true});
   EXPECT_EQ(exec.exit_code, 9) << exec.ToString();
   EXPECT_THAT(exec.out, HasSubstr("exec-tty-ok"));
 }
