@@ -299,6 +299,11 @@ int Serve(const Flags& f) {
     std::cerr << config.status().message() << "\n";
     return 1;
   }
+  if (!config->policy.apparmor_enabled) {
+    std::cerr
+        << "stockade shim: the kernel has no AppArmor; seccomp, Landlock, "
+           "the OCI spec and nftables enforce every rule\n";
+  }
   if (absl::Status s = StartReaper(); !s.ok()) {
     std::cerr << "stockade shim: " << s.message() << "\n";
     return 1;
