@@ -10,6 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "stockade/v1/schema.pb.h"
@@ -517,6 +519,62 @@ Problem ParseProblem(const YAML::Exception& e, absl::string_view file) {
                  absl::StrCat("not valid YAML or JSON: ", e.msg)};
 }
 
+// 1-based line of the first line of `document` that is neither blank, a
+// comment, a directive nor a document marker; 0 when there is none.
+int FirstContentLine(absl::string_view document) {
+  int line = 0;
+  for (absl::string_view l : absl::StrSplit(document, '\n')) {
+    ++line;
+    const absl::string_view t = absl::StripLeadingAsciiWhitespace(l);
+    if (t.empty() || t[0] == '#' || t[0] == '%' || t == "---" || t == "..." ||
+        t.substr(0, 4) == "--- " || t == "null" || t == "~" ||
+        t == "--- null" || t == "--- ~") {
+      continue;
+    }
+    return line;
+  }
+  return 0;
+}
+
+// Splits a YAML stream into its documents. A line starting with "---" opens
+// a document (YAML allows that marker nowhere else at column 0) and a line
+// "..." closes one. Each document is preceded by as many newlines as lines
+// came before it, so parse errors and field lines keep their file lines.
+std::vector<std::string> SplitDocuments(absl::string_view text) {
+  std::vector<std::string> out;
+  std::string current;
+  int line = 0;
+  int start = 0;
+  auto marker = [](absl::string_view l, absl::string_view m) {
+    return l.substr(0, 3) == m &&
+           (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+  };
+  auto flush = [&] {
+    out.push_back(std::string(start, '\n') + current);
+    current.clear();
+  };
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == absl::string_view::npos) end = text.size();
+    const absl::string_view l = text.substr(pos, end - pos);
+    if (marker(l, "---")) {
+      if (!current.empty()) flush();
+      start = line;
+    }
+    absl::StrAppend(&current, l, "\n");
+    if (marker(l, "...")) {
+      flush();
+      start = line + 1;
+    }
+    ++line;
+    if (end == text.size()) break;
+    pos = end + 1;
+  }
+  if (!current.empty()) flush();
+  return out;
+}
+
 }  // namespace
 
 std::string Problem::ToString() const {
@@ -570,22 +628,27 @@ DecodeResult DecodeManifests(absl::string_view text, absl::string_view file) {
                              " bytes (at most ", kMaxManifestBytes, ")")});
     return out;
   }
-  std::vector<YAML::Node> nodes;
-  try {
-    nodes = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    out.problems.push_back(ParseProblem(e, file));
-    return out;
-  } catch (const std::exception& e) {
-    out.problems.push_back(Problem{std::string(file), 0, "",
-                                   absl::StrCat("cannot parse: ", e.what())});
-    return out;
-  }
-  for (const YAML::Node& node : nodes) {
+  // Documents are split here and parsed one by one with YAML::Load:
+  // yaml-cpp 0.7's LoadAll loops forever on some malformed streams (", x"
+  // at the top level), found by the fuzzer.
+  for (const std::string& document : SplitDocuments(text)) {
     try {
+      const YAML::Node node = YAML::Load(document);
+      // yaml-cpp reads nothing (null) from some malformed documents instead
+      // of failing: content that does not parse must not vanish silently.
+      if (const int line = FirstContentLine(document);
+          node.IsNull() && line > 0) {
+        out.problems.push_back(Problem{
+            std::string(file), line, "",
+            "not valid YAML or JSON: this document does not parse from here"});
+        continue;
+      }
       DecodeDocument(node, file, &out);
     } catch (const YAML::Exception& e) {
       out.problems.push_back(ParseProblem(e, file));
+    } catch (const std::exception& e) {
+      out.problems.push_back(Problem{std::string(file), 0, "",
+                                     absl::StrCat("cannot parse: ", e.what())});
     }
   }
   return out;

@@ -136,6 +136,16 @@ TEST(ManifestTest, SyntaxErrorHasLine) {
   EXPECT_THAT(lines[0], HasSubstr("not valid YAML or JSON"));
 }
 
+TEST(ManifestTest, MalformedDocumentsNeitherHangNorVanish) {
+  // yaml-cpp's LoadAll loops forever on this; Load reads null from it.
+  auto lines = ProblemLines(", no\nkey: v\n---\n" + std::string(kHeader) +
+                            "  mode: Enforce\n");
+  ASSERT_EQ(lines.size(), 1u) << testing::PrintToString(lines);
+  EXPECT_THAT(lines[0], HasSubstr("f.yaml:1: not valid YAML or JSON"));
+  // Comments, markers and empty documents are fine.
+  EXPECT_TRUE(ProblemLines("# only a comment\n---\n---\n...\n").empty());
+}
+
 TEST(ManifestTest, NodeCountIsBounded) {
   std::string text = "labels: {";
   for (int i = 0; i < 210000; ++i) text += "k" + std::to_string(i) + ": v,";
