@@ -154,34 +154,6 @@ absl::StatusOr<EgressPlan> DecideEgress(NetworkNamespace netns,
                     "nothing is installed"};
 }
 
-absl::StatusOr<EgressPlan> PlanEgress(const std::string& bundle,
-                                      const AppliedPolicy& applied) {
-  const std::string path = absl::StrCat(bundle, "/config.json");
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read ", path, ": ", strerror(errno)));
-  }
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot read ", path, ": ", strerror(err)));
-    }
-    if (n == 0) break;
-    text.append(buf, n);
-  }
-  close(fd);
-  absl::StatusOr<NetworkNamespace> netns = NetworkNamespaceOf(text);
-  if (!netns.ok()) return netns.status();
-  return DecideEgress(*netns, applied);
-}
-
 absl::Status InstallEgress(int pid, const std::string& nft_ruleset) {
   if (nft_ruleset.empty()) return absl::OkStatus();
   if (pid <= 0) {

@@ -34,14 +34,6 @@ absl::StatusOr<bool> HasOwnNetworkNamespace(absl::string_view config_json);
 // present). Complain-mode rules only log.
 bool RestrictsEgress(const stockade::v1::CompiledPolicy& policy);
 
-struct EgressPlan {
-  // Install applied.policy.nftables() into the container's network
-  // namespace after `runc create`, before `runc start`.
-  bool install = false;
-  // Why, in words (for the shim's log).
-  std::string reason;
-};
-
 // Where the egress rules go:
 // - no rules: nothing to install;
 // - kOwn: install;
@@ -52,10 +44,6 @@ struct EgressPlan {
 //   would apply to the whole host); a Complain-mode policy is skipped.
 absl::StatusOr<EgressPlan> DecideEgress(NetworkNamespace netns,
                                         const AppliedPolicy& applied);
-
-// DecideEgress for the spec in <bundle>/config.json.
-absl::StatusOr<EgressPlan> PlanEgress(const std::string& bundle,
-                                      const AppliedPolicy& applied);
 
 // Loads `nft_ruleset` (nft -f syntax) into the network namespace of `pid`:
 // a forked child enters it (setns on /proc/<pid>/ns/net) and runs the

@@ -440,6 +440,7 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
   if (!egress.ok()) {
     return fail(egress.status().code(), egress.status().message());
   }
+  applied.egress = *std::move(egress);
 
   absl::Status init_ok = CheckInitBinary(config.init_binary);
   if (!init_ok.ok()) return fail(init_ok.code(), init_ok.message());

@@ -45,6 +45,16 @@ struct PolicyConfig {
   bool apparmor_enabled = false;
 };
 
+// Where a container's egress rules go (decided once, at Create, from the
+// spec: see DecideEgress in egress.h).
+struct EgressPlan {
+  // Install applied.policy.nftables() into the container's network
+  // namespace after `runc create`, before `runc start`.
+  bool install = false;
+  // Why, in words (for the shim's log).
+  std::string reason;
+};
+
 struct AppliedPolicy {
   stockade::v1::CompiledPolicy policy;
   std::string namespace_;  // policy namespace used
@@ -58,6 +68,8 @@ struct AppliedPolicy {
   bool set_apparmor_profile = false;
   // Host path of the Landlock ruleset written into the bundle.
   std::string ruleset_path;
+  // Whether the shim installs the egress rules in the container's netns.
+  EgressPlan egress;
 };
 
 // Rewrites <bundle>/config.json in place for the container. `containerd_ns`

@@ -162,7 +162,7 @@ class RuncTest : public ::testing::Test {
 };
 
 // Runs the bundle as the shim does: ApplyPolicyToBundle, runc create,
-// PlanEgress + InstallEgress (checked with nft inside the container's
+// AppliedPolicy.egress + InstallEgress (checked with nft inside the container's
 // namespace), runc start; returns the container's stdout and stderr.
 std::string RunConfined(RuncTest* t, AppliedPolicy* applied_out) {
   absl::StatusOr<AppliedPolicy> applied =
@@ -204,7 +204,7 @@ std::string RunConfined(RuncTest* t, AppliedPolicy* applied_out) {
       absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pid_file)), &pid));
 
   // Egress into the container's own network namespace, before it starts.
-  absl::StatusOr<EgressPlan> plan = PlanEgress(t->bundle_, *applied);
+  absl::StatusOr<EgressPlan> plan = applied->egress;
   EXPECT_TRUE(plan.ok()) << plan.status();
   if (plan.ok()) {
     EXPECT_TRUE(plan->install) << plan->reason;

@@ -349,7 +349,7 @@ TEST_F(PolicyTest, SandboxGetsTheBuiltInPolicy) {
   EXPECT_EQ(out["process"]["capabilities"]["effective"], Json::array());
 
   // Its egress rules go into the pod's network namespace.
-  absl::StatusOr<EgressPlan> plan = PlanEgress(bundle_, *applied);
+  absl::StatusOr<EgressPlan> plan = applied->egress;
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(plan->install);
 }

@@ -169,9 +169,8 @@ absl::StatusOr<task::CreateTaskResponse> TaskService::Create(
 
   // Egress rules go into the container's network namespace before anything
   // of the agent runs (runc create leaves the init blocked until Start).
-  absl::StatusOr<EgressPlan> plan = PlanEgress(request.bundle(), entry->policy);
-  absl::Status egress = plan.status();
-  if (plan.ok() && plan->install) {
+  absl::Status egress = absl::OkStatus();
+  if (entry->policy.egress.install) {
     egress = InstallEgress(pid, entry->policy.policy.nftables());
   }
   if (!egress.ok()) {
