@@ -394,7 +394,14 @@ class ContainerImpl : public Container {
     if (!proc.ok()) return proc.status();
     std::shared_ptr<Proc> p = *proc;
     core_->cv.wait(lock, [&] { return p->done; });
-    return p->exit;
+    const ExitInfo exit = p->exit;
+    std::shared_ptr<ProcessIo> io = p->io;
+    lock.unlock();
+    // The exit is reported only once the process's output reached its
+    // destination: `ctr run` closes its FIFOs as soon as Wait returns, and a
+    // tty's last lines would be lost (seen as a flaky TtyRunAndExec).
+    if (io) io->WaitOutput(kOutputDrainTimeout);
+    return exit;
   }
 
   absl::StatusOr<ProcessState> State(const std::string& exec_id) override {
