@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
+#include "operator/compiler/testing/compile_yaml.h"
 #include "shim/init/landlock_apply.h"
 #include "shim/init/seccomp_loader.h"
 
@@ -107,16 +108,7 @@ Outcome RunProgram(const std::vector<std::string>& argv,
   return o;
 }
 
-v1::CompiledPolicy Compile(const std::string& yaml) {
-  compiler::DecodeResult decoded = compiler::DecodeManifests(yaml, "test");
-  EXPECT_THAT(decoded.problems, IsEmpty());
-  EXPECT_EQ(decoded.documents.size(), 1u);
-  compiler::CompileResult result = compiler::CompileAgentPolicy(
-      std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-  for (const auto& p : result.problems) ADD_FAILURE() << p.ToString();
-  EXPECT_TRUE(result.compiled.has_value());
-  return *result.compiled;
-}
+using ::stockade::compiler::testing::CompileYaml;
 
 std::string MakeTempDir(const std::string& prefix) {
   std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
@@ -143,7 +135,7 @@ class InitTest : public ::testing::Test {
     writable_ = MakeTempDir("stockade-init-w");
     outside_ = MakeTempDir("stockade-init-o");
     files_ = MakeTempDir("stockade-init-f");
-    policy_ = Compile(Policy("Enforce", "RuntimeDefault", "Errno"));
+    policy_ = CompileYaml(Policy("Enforce", "RuntimeDefault", "Errno"));
     ruleset_ = files_ + "/landlock.binpb";
     WriteFile(ruleset_, policy_.landlock().SerializeAsString());
   }
@@ -286,7 +278,8 @@ TEST_F(InitTest, RulesetAboveKernelAbiFailsClosed) {
 }
 
 TEST_F(InitTest, ComplainModeWrapsWithoutConfining) {
-  v1::CompiledPolicy complain = Compile(Policy("Complain", "Strict", "Errno"));
+  v1::CompiledPolicy complain =
+      CompileYaml(Policy("Complain", "Strict", "Errno"));
   WriteFile(ruleset_, complain.landlock().SerializeAsString());
   const std::string target = outside_ + "/complain";
   Outcome o = RunProgram(Init({"/usr/bin/touch", target}), env_);
@@ -300,7 +293,8 @@ TEST_F(InitTest, ComplainModeWrapsWithoutConfining) {
 TEST_F(InitTest, RunsUnderStrictAndRuntimeDefaultSeccomp) {
   for (const std::string baseline : {"Strict", "RuntimeDefault"}) {
     SCOPED_TRACE(baseline);
-    v1::CompiledPolicy p = Compile(Policy("Enforce", baseline, "KillProcess"));
+    v1::CompiledPolicy p =
+        CompileYaml(Policy("Enforce", baseline, "KillProcess"));
     WriteFile(ruleset_, p.landlock().SerializeAsString());
     const std::string target = writable_ + "/seccomp-" + baseline;
     Outcome o =

@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
+#include "operator/compiler/testing/compile_yaml.h"
 
 namespace stockade::shim {
 namespace {
@@ -44,16 +45,7 @@ std::string SourceDir() {
   return file.substr(0, file.rfind("/shim/policy/"));
 }
 
-v1::CompiledPolicy CompileYaml(const std::string& yaml) {
-  compiler::DecodeResult decoded = compiler::DecodeManifests(yaml, "test");
-  EXPECT_THAT(decoded.problems, IsEmpty());
-  EXPECT_EQ(decoded.documents.size(), 1u);
-  compiler::CompileResult result = compiler::CompileAgentPolicy(
-      std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-  for (const auto& p : result.problems) ADD_FAILURE() << p.ToString();
-  EXPECT_TRUE(result.compiled.has_value());
-  return *result.compiled;
-}
+using ::stockade::compiler::testing::CompileYaml;
 
 v1::CompiledPolicy Research() {
   std::ifstream f(SourceDir() + "/examples/policies/research-agent.yaml");

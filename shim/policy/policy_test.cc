@@ -19,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
+#include "operator/compiler/testing/compile_yaml.h"
 #include "shim/policy/egress.h"
 #include "store/store.h"
 
@@ -56,16 +57,7 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-v1::CompiledPolicy CompileYaml(const std::string& yaml) {
-  compiler::DecodeResult decoded = compiler::DecodeManifests(yaml, "test");
-  EXPECT_THAT(decoded.problems, IsEmpty());
-  EXPECT_EQ(decoded.documents.size(), 1u);
-  compiler::CompileResult result = compiler::CompileAgentPolicy(
-      std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-  for (const auto& p : result.problems) ADD_FAILURE() << p.ToString();
-  EXPECT_TRUE(result.compiled.has_value());
-  return *result.compiled;
-}
+using ::stockade::compiler::testing::CompileYaml;
 
 // A spec as CRI would write it for a container of a pod in "agents".
 Json BaseSpec() {
