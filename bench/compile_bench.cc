@@ -8,6 +8,7 @@
 
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
+#include "shim/init/seccomp_loader.h"
 
 namespace {
 
@@ -55,6 +56,22 @@ void BM_CompileOnly(benchmark::State& state, const char* file) {
   }
 }
 
+// What runc (or the shim) pays per container to turn the compiled seccomp
+// profile into BPF with libseccomp.
+void BM_SeccompToBpf(benchmark::State& state, const char* file) {
+  auto decoded = stockade::compiler::DecodeManifests(Read(file), file);
+  const auto policy =
+      std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
+  auto result = stockade::compiler::CompileAgentPolicy(policy, {}, {});
+  const std::string json = result.compiled->seccomp_json();
+  for (auto _ : state) {
+    auto filter = stockade::shim::OciSeccompFilter::Build(json);
+    if (!filter.ok()) state.SkipWithError("seccomp build failed");
+    auto bpf = filter->ExportBpf();
+    benchmark::DoNotOptimize(bpf);
+  }
+}
+
 BENCHMARK_CAPTURE(BM_DecodeAndCompile, research_agent, "research-agent.yaml")
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_DecodeAndCompile, strict_agent, "strict-agent.yaml")
@@ -62,6 +79,10 @@ BENCHMARK_CAPTURE(BM_DecodeAndCompile, strict_agent, "strict-agent.yaml")
 BENCHMARK_CAPTURE(BM_CompileOnly, research_agent, "research-agent.yaml")
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_CompileOnly, strict_agent, "strict-agent.yaml")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SeccompToBpf, research_agent, "research-agent.yaml")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SeccompToBpf, strict_agent, "strict-agent.yaml")
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

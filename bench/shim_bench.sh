@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # containerd-shim-stockade-v1 against containerd-shim-runc-v2, same containerd,
 # same run: container lifecycle latency (ctr run --rm: create, start, wait,
-# delete; median of N) and memory per pod with 10 pods running (RSS and PSS of
-# the shim processes). Prints a table and the ratios. Needs root and a build.
+# delete; median of N, and the first container of a run, which for stockade
+# builds the policy's seccomp program), memory per pod with 10 pods running
+# (RSS and PSS of the shim processes) and the ttrpc round trip of
+# Task/State. Prints a table and the ratios. Needs root and a build.
 #   bench/shim_bench.sh [N]     (default N=20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,7 @@ spec:
     allow: [/bin/busybox]
 YAML
 "$bin/stockade" install --store "$work/store" "$work/policy.yaml" >/dev/null
-echo "store: $work/store" > "$work/shim.yaml"
+printf 'store: %s\nseccompCache: %s\n' "$work/store" "$work/seccomp-cache" > "$work/shim.yaml"
 cat > "$work/config.toml" <<TOML
 version = 2
 root = "$work/root"
@@ -61,7 +63,10 @@ run_args() {
 latency() {  # runtime -> median ms over n runs of ctr run --rm
   local rt=$1 i start end
   : > "$work/lat.$rt"
+  start=$(date +%s%N)
   ctr_ run --rm $(run_args "$rt") --env PATH=/bin --rootfs "$work/rootfs" warm-$rt /bin/true
+  end=$(date +%s%N)
+  echo "$(( (end - start) / 1000 ))" > "$work/first.$rt"
   for i in $(seq "$n"); do
     start=$(date +%s%N)
     ctr_ run --rm $(run_args "$rt") --env PATH=/bin --rootfs "$work/rootfs" "l-$rt-$i" /bin/true
@@ -81,6 +86,9 @@ memory() {  # runtime -> "rss_mb pss_mb" averaged per shim with 10 pods
     runc) pattern="containerd-shim-runc-v2 -namespace bench";;
     stockade) pattern="containerd-shim-stockade-v1 -namespace bench";;
   esac
+  local address
+  address=$(cat "$work/state/io.containerd.runtime.v2.task/bench/m-$rt-1/address")
+  "$bin/ttrpc-state" "${address#unix://}" bench "m-$rt-1" 2000 > "$work/state-rtt.$rt"
   for pid in $(pgrep -f "$pattern"); do
     r=$(awk '/^VmRSS/{print $2}' /proc/$pid/status)
     p=$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup)
@@ -103,8 +111,14 @@ read -r stk_rss stk_pss stk_n <<<"$(memory stockade)"
 printf '\n%-36s %14s %14s %8s\n' "measure (one run, n=$n)" "runc-v2" "stockade" "ratio"
 printf '%-36s %14s %14s %8s\n' "ctr run --rm median (ms)" "$runc_lat" "$stk_lat" \
   "$(awk -v a="$stk_lat" -v b="$runc_lat" 'BEGIN{printf "%.2f", a/b}')"
+first() { awk '{printf "%.1f", $1/1000}' "$work/first.$1"; }
+printf '%-36s %14s %14s %8s\n' "first container of the run (ms)" "$(first runc)" \
+  "$(first stockade)" "$(awk -v a="$(first stockade)" -v b="$(first runc)" 'BEGIN{printf "%.2f", a/b}')"
 printf '%-36s %14s %14s %8s\n' "shim RSS per pod, 10 pods (MB)" "$runc_rss" "$stk_rss" \
   "$(awk -v a="$stk_rss" -v b="$runc_rss" 'BEGIN{printf "%.2f", a/b}')"
 printf '%-36s %14s %14s %8s\n' "shim PSS per pod, 10 pods (MB)" "$runc_pss" "$stk_pss" \
   "$(awk -v a="$stk_pss" -v b="$runc_pss" 'BEGIN{printf "%.2f", a/b}')"
+rtt_runc=$(cat "$work/state-rtt.runc"); rtt_stk=$(cat "$work/state-rtt.stockade")
+printf '%-36s %14s %14s %8s\n' "ttrpc State round trip (us)" "$rtt_runc" "$rtt_stk" \
+  "$(awk -v a="$rtt_stk" -v b="$rtt_runc" 'BEGIN{printf "%.2f", a/b}')"
 echo "(stockade's time includes resolving, verifying and applying the policy: seccomp, Landlock via stockade-init, nftables in the netns)"

@@ -8,7 +8,7 @@
 //   <shim> -namespace NS -address A -id ID [-config PATH]
 //       the server itself (started by `start`, listening socket on fd 3)
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -34,6 +34,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/sha256.h"
 #include "github.com/containerd/containerd/pkg/runtimeoptions/v1/api.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "google/protobuf/any.pb.h"
@@ -107,7 +108,6 @@ bool WriteFileAtomic(const std::string& path, const std::string& data) {
   if (fd < 0) return false;
   bool ok =
       write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-  ok = fsync(fd) == 0 && ok;
   close(fd);
   return ok && rename(tmp.c_str(), path.c_str()) == 0;
 }
@@ -138,12 +138,7 @@ std::string GroupingId(const std::string& id) {
 
 std::string SocketPath(const Flags& f, const std::string& group) {
   const std::string input = absl::StrCat(f.address, "/", f.ns, "/", group);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
-  return absl::StrCat(kSocketDir, "/",
-                      absl::BytesToHexString(absl::string_view(
-                          reinterpret_cast<const char*>(digest), len)));
+  return absl::StrCat(kSocketDir, "/", Sha256Hex(input));
 }
 
 int BindUnix(const std::string& path) {
@@ -292,6 +287,10 @@ void OpenLog() {
 }
 
 int Serve(const Flags& f) {
+  // One malloc arena for every thread: a shim runs per pod and is idle most
+  // of its life, so per-thread arenas only hold freed memory (measured:
+  // ~0.5 MB of a 1.5 MB PSS).
+  mallopt(M_ARENA_MAX, 1);
   OpenLog();
   signal(SIGPIPE, SIG_IGN);
   auto config = LoadShimConfig(f.config, SelfDir(), f.ns);

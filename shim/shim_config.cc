@@ -40,6 +40,12 @@ absl::StatusOr<TaskServiceConfig> LoadShimConfig(
   config.policy.init_binary = file.init().empty()
                                   ? absl::StrCat(self_dir, "/stockade-init")
                                   : file.init();
+  config.policy.nft_helper = file.nft_helper().empty()
+                                 ? absl::StrCat(self_dir, "/stockade-nft")
+                                 : file.nft_helper();
+  if (!file.seccomp_cache().empty()) {
+    config.policy.seccomp_cache_dir = file.seccomp_cache();
+  }
   config.policy.default_policy = file.default_policy();
   config.policy.apparmor_enabled = aa_is_enabled() == 1;
   config.runtime.runc_binary =

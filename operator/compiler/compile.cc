@@ -1,9 +1,8 @@
 #include "operator/compiler/compile.h"
 
-#include <openssl/evp.h>
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/sha256.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "operator/compiler/apparmor/apparmor.h"
@@ -25,14 +24,6 @@ std::string DeterministicBytes(const google::protobuf::Message& m) {
     m.SerializeToCodedStream(&coded);
   }
   return out;
-}
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 }  // namespace

@@ -9,12 +9,14 @@
 // usage, unreadable or corrupt ruleset, a ruleset the kernel cannot enforce,
 // ARGV[0] not executable). Messages go to stderr, prefixed "stockade-init: ".
 //
-// runc has loaded the container's seccomp filter before it execs this
-// program, so it may use only what the Strict baseline allows
-// (operator/compiler/seccomp/baseline.cc): read/open/close/fstat, the
-// landlock_* calls, prctl, execve, write, exit_group. It is linked
-// statically: the container's image may have no libc at all.
+// After the filter is loaded it only execs (execve is in every baseline) or
+// writes its error and exits. No agent code runs before both are in place. It
+// is linked statically: the container's image may have no libc at all.
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,7 +60,10 @@ void Say(const std::string& message) {
   _exit(code);
 }
 
-void Usage() { Say("usage: stockade-init --ruleset FILE -- PROGRAM [ARG...]"); }
+void Usage() {
+  Say("usage: stockade-init --ruleset FILE [--seccomp BPF] -- PROGRAM "
+      "[ARG...]");
+}
 
 // Reads the whole file with plain read(2).
 bool ReadFile(const char* path, std::string* out, int* error) {
@@ -130,6 +135,40 @@ void Confine(const char* path) {
   }
 }
 
+// Loads the seccomp filter (a sock_filter array) or ends the process. Sets
+// no_new_privs first, as runc does for a spec with noNewPrivileges (every
+// compiled policy has it): the kernel requires it, or CAP_SYS_ADMIN, for an
+// unprivileged filter.
+void LoadSeccomp(const char* path) {
+  std::string bytes;
+  int error = 0;
+  if (!ReadFile(path, &bytes, &error)) {
+    Fail(kExitCannotRun, absl::StrCat("cannot read seccomp filter ", path, ": ",
+                                      strerror(error)));
+  }
+  if (bytes.empty() || bytes.size() % sizeof(sock_filter) != 0 ||
+      bytes.size() / sizeof(sock_filter) > BPF_MAXINSNS) {
+    Fail(kExitCannotRun,
+         absl::StrCat("seccomp filter ", path, " is not a BPF program (",
+                      bytes.size(), " bytes)"));
+  }
+  std::vector<sock_filter> program(bytes.size() / sizeof(sock_filter));
+  memcpy(program.data(), bytes.data(), bytes.size());
+  sock_fprog prog;
+  prog.len = static_cast<unsigned short>(program.size());
+  prog.filter = program.data();
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    Fail(kExitCannotRun,
+         absl::StrCat("prctl(PR_SET_NO_NEW_PRIVS): ", strerror(errno)));
+  }
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+    Fail(kExitCannotRun, absl::StrCat("cannot load the seccomp filter ", path,
+                                      ": ", strerror(errno),
+                                      "; refusing to start the program "
+                                      "unconfined"));
+  }
+}
+
 bool SkipAndContinue(int error) {
   return error == ENOENT || error == ENOTDIR || error == ESTALE ||
          error == ENODEV || error == ETIMEDOUT;
@@ -182,6 +221,7 @@ bool SkipAndContinue(int error) {
 
 int Main(int argc, char** argv) {
   const char* ruleset = nullptr;
+  const char* seccomp = nullptr;
   int i = 1;
   for (; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -193,6 +233,8 @@ int Main(int argc, char** argv) {
       ruleset = argv[++i];
     } else if (arg.rfind("--ruleset=", 0) == 0) {
       ruleset = argv[i] + strlen("--ruleset=");
+    } else if (arg == "--seccomp" && i + 1 < argc) {
+      seccomp = argv[++i];
     } else {
       Usage();
       Fail(kExitCannotRun, absl::StrCat("unknown argument \"", arg, "\""));
@@ -206,7 +248,12 @@ int Main(int argc, char** argv) {
     Usage();
     Fail(kExitCannotRun, "no program to run after --");
   }
+  if (seccomp != nullptr && seccomp[0] == '\0') {
+    Usage();
+    Fail(kExitCannotRun, "--seccomp needs a file");
+  }
   Confine(ruleset);
+  if (seccomp != nullptr) LoadSeccomp(seccomp);
   Exec(argv + i);
 }
 

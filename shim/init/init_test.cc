@@ -3,6 +3,7 @@
 // give the shell's exit codes, and it survives the Strict seccomp baseline
 // that runc loads before exec'ing it.
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -314,6 +315,69 @@ TEST_F(InitTest, RunsUnderStrictAndRuntimeDefaultSeccomp) {
     EXPECT_EQ(o.signal, 0);
     EXPECT_EQ(o.exit_code, 126);
   }
+}
+
+// The shim hands stockade-init the filter as a ready BPF program
+// (--seccomp); init loads it after Landlock and before the program's first
+// instruction. The probe's unshare is refused with EPERM under it and
+// allowed without it.
+TEST_F(InitTest, LoadsTheSeccompProgram) {
+  const std::string probe = std::string(STOCKADE_BIN_DIR) + "/stockade-probe";
+  ASSERT_TRUE(Exists(probe)) << probe << " is not built";
+  v1::CompiledPolicy p = CompileYaml(absl::StrReplaceAll(
+      Policy("Enforce", "Strict", "Errno"),
+      {{"[/usr/bin/touch", "[" + probe + ", /usr/bin/touch"}}));
+  WriteFile(ruleset_, p.landlock().SerializeAsString());
+  absl::StatusOr<OciSeccompFilter> filter =
+      OciSeccompFilter::Build(p.seccomp_json());
+  ASSERT_TRUE(filter.ok()) << filter.status();
+  const std::string bpf = files_ + "/seccomp.bpf";
+  WriteFile(bpf, *filter->ExportBpf());
+
+  std::vector<std::string> argv = {kInit, "--ruleset", ruleset_, "--seccomp",
+                                   bpf,   "--",        probe,    "unshare"};
+  Outcome o = RunProgram(argv, env_);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("unshare: EPERM"));
+  o = RunProgram(Init({probe, "unshare"}), env_);
+  EXPECT_THAT(o.out, HasSubstr("unshare: OK"));
+
+  // What the filter allows still runs.
+  const std::string target = writable_ + "/under-filter";
+  argv = {kInit, "--ruleset", ruleset_,         "--seccomp",
+          bpf,   "--",        "/usr/bin/touch", target};
+  o = RunProgram(argv, env_);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(Exists(target));
+}
+
+TEST_F(InitTest, AMalformedSeccompProgramStopsTheStart) {
+  const std::string target = writable_ + "/never";
+  for (const std::string& bytes : {std::string(), std::string(7, 'x')}) {
+    const std::string bpf = files_ + "/bad.bpf";
+    WriteFile(bpf, bytes);
+    Outcome o = RunProgram({kInit, "--ruleset", ruleset_, "--seccomp", bpf,
+                            "--", "/usr/bin/touch", target},
+                           env_);
+    EXPECT_EQ(o.exit_code, 126);
+    EXPECT_THAT(o.err, HasSubstr("is not a BPF program"));
+  }
+  Outcome o =
+      RunProgram({kInit, "--ruleset", ruleset_, "--seccomp",
+                  files_ + "/missing.bpf", "--", "/usr/bin/touch", target},
+                 env_);
+  EXPECT_EQ(o.exit_code, 126);
+  EXPECT_THAT(o.err, HasSubstr("cannot read seccomp filter"));
+  // A program the kernel refuses (a jump past its end).
+  const sock_filter bad[] = {BPF_JUMP(BPF_JMP | BPF_JA, 5, 0, 0)};
+  WriteFile(files_ + "/jump.bpf",
+            std::string(reinterpret_cast<const char*>(bad), sizeof(bad)));
+  o = RunProgram({kInit, "--ruleset", ruleset_, "--seccomp",
+                  files_ + "/jump.bpf", "--", "/usr/bin/touch", target},
+                 env_);
+  EXPECT_EQ(o.exit_code, 126);
+  EXPECT_THAT(o.err, HasSubstr("cannot load the seccomp filter"));
+  EXPECT_FALSE(Exists(target));
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include "shim/policy/egress.h"
 
 #include <fcntl.h>
-#include <nftables/libnftables.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,41 +26,21 @@ using Json = nlohmann::json;
 constexpr char kOk[] = "ok\n";
 constexpr char kError[] = "error\n";
 
-void WriteAll(int fd, absl::string_view data) {
+void SendAll(int fd, absl::string_view data) {
   while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
     data.remove_prefix(n);
   }
 }
 
-// In the forked child: enter the namespace, load the rules, report, exit.
-[[noreturn]] void LoadInChild(int netns_fd, const std::string& ruleset,
-                              int report_fd) {
-  if (setns(netns_fd, CLONE_NEWNET) != 0) {
-    WriteAll(report_fd, absl::StrCat(kError, "setns: ", strerror(errno)));
-    _exit(1);
-  }
-  struct nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (ctx == nullptr) {
-    WriteAll(report_fd, absl::StrCat(kError, "nft_ctx_new failed"));
-    _exit(1);
-  }
-  nft_ctx_clear_include_paths(ctx);
-  nft_ctx_buffer_output(ctx);
-  nft_ctx_buffer_error(ctx);
-  const int rc = nft_run_cmd_from_buffer(ctx, ruleset.c_str());
-  if (rc != 0) {
-    const char* err = nft_ctx_get_error_buffer(ctx);
-    WriteAll(report_fd,
-             absl::StrCat(kError, err != nullptr && err[0] != '\0'
-                                      ? err
-                                      : "nft_run_cmd_from_buffer failed"));
-    _exit(1);
-  }
-  WriteAll(report_fd, kOk);
-  _exit(0);
+// Moves `fd` to a close-on-exec descriptor numbered 10 or above, so that the
+// child's dup2 onto 0, 1 and 3 cannot overwrite another of its sources.
+int HighFd(int fd) {
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  close(fd);
+  return high;
 }
 
 }  // namespace
@@ -154,7 +135,8 @@ absl::StatusOr<EgressPlan> DecideEgress(NetworkNamespace netns,
                     "nothing is installed"};
 }
 
-absl::Status InstallEgress(int pid, const std::string& nft_ruleset) {
+absl::Status InstallEgress(int pid, const std::string& nft_ruleset,
+                           const std::string& helper) {
   if (nft_ruleset.empty()) return absl::OkStatus();
   if (pid <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("bad pid ", pid));
@@ -179,26 +161,53 @@ absl::Status InstallEgress(int pid, const std::string& nft_ruleset) {
         " is in the shim's own network namespace; refusing to install egress "
         "rules there"));
   }
-  int report[2];
+  int input[2], report[2];
+  // A socket, not a pipe, for the ruleset: a helper that dies unread gives
+  // EPIPE (MSG_NOSIGNAL), never a SIGPIPE to the caller.
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, input) != 0) {
+    const int err = errno;
+    close(netns_fd);
+    return absl::InternalError(absl::StrCat("socketpair: ", strerror(err)));
+  }
   if (pipe2(report, O_CLOEXEC) != 0) {
     const int err = errno;
     close(netns_fd);
+    close(input[0]);
+    close(input[1]);
     return absl::InternalError(absl::StrCat("pipe: ", strerror(err)));
   }
+  netns_fd = HighFd(netns_fd);
+  input[0] = HighFd(input[0]);
+  report[1] = HighFd(report[1]);
+  // Prepared before fork: the child of a threaded process only dup2s and
+  // execs.
+  std::string argv0 = helper;
+  char* const argv[] = {argv0.data(), nullptr};
+  char* const envp[] = {nullptr};
   const pid_t child = fork();
-  if (child < 0) {
-    const int err = errno;
-    close(netns_fd);
-    close(report[0]);
-    close(report[1]);
-    return absl::InternalError(absl::StrCat("fork: ", strerror(err)));
-  }
   if (child == 0) {
-    close(report[0]);
-    LoadInChild(netns_fd, nft_ruleset, report[1]);
+    if (netns_fd < 0 || input[0] < 0 || report[1] < 0 ||
+        dup2(input[0], 0) < 0 || dup2(report[1], 1) < 0 ||
+        dup2(report[1], 2) < 0 || dup2(netns_fd, 3) < 0) {
+      _exit(126);
+    }
+    execve(argv0.c_str(), argv, envp);
+    const char message[] = "error\ncannot execute the nftables helper";
+    (void)!write(1, message, sizeof(message) - 1);
+    _exit(127);
   }
+  const int fork_errno = errno;
   close(netns_fd);
+  close(input[0]);
   close(report[1]);
+  if (child < 0) {
+    close(input[1]);
+    close(report[0]);
+    return absl::InternalError(absl::StrCat("fork: ", strerror(fork_errno)));
+  }
+  // The helper reads all of its input before it answers.
+  SendAll(input[1], nft_ruleset);
+  close(input[1]);
   std::string answer;
   char buf[4096];
   for (;;) {
@@ -208,28 +217,35 @@ absl::Status InstallEgress(int pid, const std::string& nft_ruleset) {
     answer.append(buf, n);
   }
   close(report[0]);
+  if (answer == kOk) {
+    // Committed. The helper still releases its netlink socket (~10 ms in the
+    // kernel): reap it in the background instead of waiting. ECHILD there
+    // means a process-wide reaper took it.
+    std::thread([child] {
+      while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }).detach();
+    return absl::OkStatus();
+  }
   int status = 0;
   pid_t waited;
   do {
     waited = waitpid(child, &status, 0);
   } while (waited < 0 && errno == EINTR);
-  // ECHILD: a process-wide reaper took it; the answer is what counts.
-  if (answer == kOk) return absl::OkStatus();
   if (absl::StartsWith(answer, kError)) {
     absl::string_view message(answer);
     message.remove_prefix(strlen(kError));
     message = absl::StripTrailingAsciiWhitespace(message);
     return absl::FailedPreconditionError(absl::StrCat(
         "loading the nftables rules into the network namespace of process ",
-        pid, ": ", message));
+        pid, " (", helper, "): ", message));
   }
   std::string how = "without an answer";
   if (waited == child && WIFSIGNALED(status)) {
     how = absl::StrCat("killed by signal ", WTERMSIG(status));
   }
-  return absl::InternalError(
-      absl::StrCat("the child loading the nftables rules for process ", pid,
-                   " ended ", how));
+  return absl::InternalError(absl::StrCat(
+      "the nftables helper ", helper, " for process ", pid, " ended ", how));
 }
 
 }  // namespace stockade::shim

@@ -1,7 +1,8 @@
 // Egress enforcement in network namespaces: decides where a container's
 // compiled nftables rules go (its own network namespace, the pod's through
 // the sandbox, or nowhere: the host's network fails closed) and loads them
-// into the network namespace of a process with libnftables.
+// into the network namespace of a process with libnftables (in the
+// stockade-nft helper).
 #ifndef STOCKADE_SHIM_POLICY_EGRESS_H_
 #define STOCKADE_SHIM_POLICY_EGRESS_H_
 
@@ -45,17 +46,21 @@ bool RestrictsEgress(const stockade::v1::CompiledPolicy& policy);
 absl::StatusOr<EgressPlan> DecideEgress(NetworkNamespace netns,
                                         const AppliedPolicy& applied);
 
-// Loads `nft_ruleset` (nft -f syntax) into the network namespace of `pid`:
-// a forked child enters it (setns on /proc/<pid>/ns/net) and runs the
-// ruleset with libnftables in one transaction; the child's errors (nft's
-// error buffer) come back in the status. Refuses the caller's own network
-// namespace (a container without one would get the host's rules). An empty
-// ruleset installs nothing.
+// Loads `nft_ruleset` (nft -f syntax) into the network namespace of `pid`
+// through `helper`, the stockade-nft binary (nft_main.cc): it gets the
+// namespace (/proc/<pid>/ns/net, opened here) on descriptor 3 and the
+// ruleset on stdin, enters the namespace and loads the ruleset with
+// libnftables in one transaction; its errors (nft's error buffer) come back
+// in the status. The shim itself never loads libnftables. Refuses the caller's
+// own network namespace (a container without one would get the host's rules).
+// An empty ruleset installs nothing.
 //
-// The child's exit status is not used (its result travels over a pipe), so a
-// process-wide SIGCHLD reaper (waitpid(-1)) may reap it first: InstallEgress
-// then sees ECHILD and carries on.
-absl::Status InstallEgress(int pid, const std::string& nft_ruleset);
+// Returns as soon as the helper has answered (its rules are committed then);
+// the helper is reaped in the background. Its exit status is not used (the
+// answer travels over a pipe), so a process-wide SIGCHLD reaper
+// (waitpid(-1)) may reap it first: that is fine.
+absl::Status InstallEgress(int pid, const std::string& nft_ruleset,
+                           const std::string& helper);
 
 }  // namespace stockade::shim
 

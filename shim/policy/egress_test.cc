@@ -35,6 +35,8 @@ namespace stockade::shim {
 namespace {
 
 namespace v1 = ::stockade::v1;
+
+const std::string kNftHelper = std::string(STOCKADE_BIN_DIR) + "/stockade-nft";
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -210,7 +212,7 @@ TEST_F(EgressTest, InstallsRulesInThePrivateNamespaceOnly) {
   const v1::CompiledPolicy policy = Research();
   const bool host_had_table = Sh("nft list table inet stockade").first == 0;
   Netns ns;
-  absl::Status st = InstallEgress(ns.pid(), policy.nftables());
+  absl::Status st = InstallEgress(ns.pid(), policy.nftables(), kNftHelper);
   ASSERT_TRUE(st.ok()) << st;
   auto [rc, out] = Sh(ns.Enter() + "nft list table inet stockade");
   ASSERT_EQ(rc, 0) << out;
@@ -224,7 +226,7 @@ TEST_F(EgressTest, InstallsRulesInThePrivateNamespaceOnly) {
   EXPECT_EQ(Sh("nft list table inet stockade").first == 0, host_had_table);
 
   // Installing again replaces the table (one transaction), not adds to it.
-  ASSERT_TRUE(InstallEgress(ns.pid(), policy.nftables()).ok());
+  ASSERT_TRUE(InstallEgress(ns.pid(), policy.nftables(), kNftHelper).ok());
   auto [rc2, out2] = Sh(ns.Enter() + "nft list ruleset");
   ASSERT_EQ(rc2, 0);
   EXPECT_EQ(out2, Sh(ns.Enter() + "nft list ruleset").second);
@@ -299,7 +301,7 @@ TEST_F(EgressTest, RulesEnforceDestinationAndPort) {
   // Before the rules: everything reaches the server.
   EXPECT_EQ(InNetns(agent, [] { return TcpConnect("10.9.0.7", 443); }), "ok");
 
-  ASSERT_TRUE(InstallEgress(agent.pid(), policy.nftables()).ok());
+  ASSERT_TRUE(InstallEgress(agent.pid(), policy.nftables(), kNftHelper).ok());
   struct Case {
     std::string what;
     std::function<std::string()> probe;
@@ -327,22 +329,28 @@ TEST_F(EgressTest, RulesEnforceDestinationAndPort) {
 }
 
 TEST_F(EgressTest, RefusesTheCallersOwnNamespace) {
-  absl::Status st = InstallEgress(getpid(), Research().nftables());
+  absl::Status st = InstallEgress(getpid(), Research().nftables(), kNftHelper);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(st.message(), HasSubstr("shim's own network namespace"));
 }
 
 TEST_F(EgressTest, ReportsNftErrors) {
   Netns ns;
-  absl::Status st = InstallEgress(ns.pid(), "table inet stockade { bogus }\n");
+  absl::Status st =
+      InstallEgress(ns.pid(), "table inet stockade { bogus }\n", kNftHelper);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(st.message(), HasSubstr("Error: syntax error"));
   EXPECT_NE(Sh(ns.Enter() + "nft list table inet stockade").first, 0);
 
-  st = InstallEgress(999999999, Research().nftables());
+  st = InstallEgress(999999999, Research().nftables(), kNftHelper);
   EXPECT_FALSE(st.ok());
   EXPECT_THAT(st.message(), HasSubstr("/proc/999999999/ns/net"));
-  EXPECT_TRUE(InstallEgress(ns.pid(), "").ok());
+  EXPECT_TRUE(InstallEgress(ns.pid(), "", kNftHelper).ok());
+
+  st = InstallEgress(ns.pid(), Research().nftables(), "/nonexistent/nft");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(st.message(), HasSubstr("cannot execute the nftables helper"));
+  EXPECT_THAT(st.message(), HasSubstr("/nonexistent/nft"));
 }
 
 TEST(NetworkNamespaceTest, ReadsTheSpec) {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
 #include "shim/policy/egress.h"
+#include "shim/policy/seccomp_cache.h"
 #include "shim/spec/apply_spec.h"
 #include "store/store.h"
 
@@ -77,7 +79,9 @@ bool WriteAll(int fd, absl::string_view data) {
 }
 
 // Writes `data` to `path` atomically: a temporary file in the same
-// directory, fsync, rename, fsync of the directory.
+// directory renamed over it. No fsync: a bundle lives in containerd's state
+// directory (tmpfs on a node) and does not outlive a reboot, and an fsync
+// there costs every container start milliseconds on a busy disk.
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data,
                              mode_t mode) {
   const size_t slash = path.rfind('/');
@@ -89,7 +93,7 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data,
     return absl::InternalError(
         absl::StrCat("cannot create a file in ", dir, ": ", Errno(errno)));
   }
-  bool ok = fchmod(fd, mode) == 0 && WriteAll(fd, data) && fsync(fd) == 0;
+  bool ok = fchmod(fd, mode) == 0 && WriteAll(fd, data);
   int err = errno;
   if (close(fd) != 0 && ok) {
     ok = false;
@@ -103,11 +107,6 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data,
     unlink(tmp.c_str());
     return absl::InternalError(
         absl::StrCat("cannot write ", path, ": ", Errno(err)));
-  }
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
   }
   return absl::OkStatus();
 }
@@ -181,10 +180,10 @@ absl::StatusOr<std::vector<std::string>> ProcessArgs(const Json& process,
   return args;
 }
 
-absl::Status WrapProcess(Json& process, absl::string_view field) {
+absl::Status WrapProcess(Json& process, absl::string_view field, bool seccomp) {
   absl::StatusOr<std::vector<std::string>> args = ProcessArgs(process, field);
   if (!args.ok()) return args.status();
-  process["args"] = WrapArgs(*args);
+  process["args"] = WrapArgs(*args, seccomp);
   return absl::OkStatus();
 }
 
@@ -234,7 +233,8 @@ absl::Status AddInitMounts(Json& doc, const std::string& bundle_dir,
 // Writes the ruleset and the init placeholder into <bundle>/stockade.
 // Returns whether the directory was created (for the undo).
 absl::StatusOr<bool> WriteBundleFiles(const std::string& dir,
-                                      const v1::LandlockRuleset& ruleset) {
+                                      const v1::LandlockRuleset& ruleset,
+                                      const std::string& seccomp_bpf) {
   bool created = false;
   if (mkdir(dir.c_str(), 0755) == 0) {
     created = true;
@@ -245,6 +245,9 @@ absl::StatusOr<bool> WriteBundleFiles(const std::string& dir,
   chmod(dir.c_str(), 0755);
   absl::Status st = WriteFileAtomic(absl::StrCat(dir, "/landlock.binpb"),
                                     ruleset.SerializeAsString(), 0644);
+  if (st.ok() && !seccomp_bpf.empty()) {
+    st = WriteFileAtomic(absl::StrCat(dir, "/seccomp.bpf"), seccomp_bpf, 0644);
+  }
   if (st.ok()) {
     // The mountpoint of the init binary inside the read-only directory mount.
     const std::string placeholder = absl::StrCat(dir, "/init");
@@ -259,6 +262,7 @@ absl::StatusOr<bool> WriteBundleFiles(const std::string& dir,
   if (!st.ok()) {
     if (created) {
       unlink(absl::StrCat(dir, "/landlock.binpb").c_str());
+      unlink(absl::StrCat(dir, "/seccomp.bpf").c_str());
       unlink(absl::StrCat(dir, "/init").c_str());
       rmdir(dir.c_str());
     }
@@ -283,13 +287,16 @@ absl::Status CheckInitBinary(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::string> WrapArgs(const std::vector<std::string>& args) {
-  if (args.size() >= 4 && args[0] == kContainerInit && args[1] == "--ruleset" &&
-      args[2] == kContainerRuleset && args[3] == "--") {
+std::vector<std::string> WrapArgs(const std::vector<std::string>& args,
+                                  bool seccomp) {
+  std::vector<std::string> out = {kContainerInit, "--ruleset",
+                                  kContainerRuleset};
+  if (seccomp) out.insert(out.end(), {"--seccomp", kContainerSeccomp});
+  out.push_back("--");
+  if (args.size() >= out.size() &&
+      std::equal(out.begin(), out.end(), args.begin())) {
     return args;
   }
-  std::vector<std::string> out = {kContainerInit, "--ruleset",
-                                  kContainerRuleset, "--"};
   out.insert(out.end(), args.begin(), args.end());
   return out;
 }
@@ -464,14 +471,32 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
     return fail(absl::StatusCode::kInvalidArgument,
                 "config.json: process: missing");
   }
-  absl::Status wrapped = WrapProcess(*process, "config.json: process");
+  // The seccomp filter goes to stockade-init as a ready BPF program.
+  std::string seccomp_bpf;
+  auto linux_it = out.find("linux");
+  if (linux_it != out.end() && linux_it->is_object()) {
+    auto seccomp = linux_it->find("seccomp");
+    if (seccomp != linux_it->end() && !seccomp->is_null()) {
+      absl::StatusOr<std::string> bpf =
+          SeccompBpf(seccomp->dump(), config.seccomp_cache_dir);
+      if (!bpf.ok()) {
+        return fail(bpf.status().code(),
+                    absl::StrCat("seccomp filter: ", bpf.status().message()));
+      }
+      seccomp_bpf = *std::move(bpf);
+      linux_it->erase(seccomp);
+      applied.seccomp_in_init = true;
+    }
+  }
+  absl::Status wrapped =
+      WrapProcess(*process, "config.json: process", applied.seccomp_in_init);
   if (!wrapped.ok()) return fail(wrapped.code(), wrapped.message());
   const std::string dir = absl::StrCat(bundle, "/", kBundleDir);
   absl::Status mounted = AddInitMounts(out, dir, config.init_binary);
   if (!mounted.ok()) return fail(mounted.code(), mounted.message());
 
   absl::StatusOr<bool> created =
-      WriteBundleFiles(dir, applied.policy.landlock());
+      WriteBundleFiles(dir, applied.policy.landlock(), seccomp_bpf);
   if (!created.ok()) {
     return fail(created.status().code(), created.status().message());
   }
@@ -482,6 +507,7 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
   if (!written.ok()) {
     if (*created) {
       unlink(absl::StrCat(dir, "/landlock.binpb").c_str());
+      unlink(absl::StrCat(dir, "/seccomp.bpf").c_str());
       unlink(absl::StrCat(dir, "/init").c_str());
       rmdir(dir.c_str());
     }
@@ -524,7 +550,8 @@ absl::StatusOr<std::string> ApplyPolicyToExec(const AppliedPolicy& applied,
         absl::StrCat("stockade: exec process: ", e.what()));
   }
   Json result = std::move(out["process"]);
-  absl::Status wrapped = WrapProcess(result, "process");
+  absl::Status wrapped =
+      WrapProcess(result, "process", applied.seccomp_in_init);
   if (!wrapped.ok()) {
     return absl::Status(wrapped.code(),
                         absl::StrCat("stockade: exec ", wrapped.message()));

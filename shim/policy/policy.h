@@ -31,6 +31,7 @@ inline constexpr char kCriSandboxNamespaceAnnotation[] =
 inline constexpr char kContainerDir[] = "/.stockade";
 inline constexpr char kContainerInit[] = "/.stockade/init";
 inline constexpr char kContainerRuleset[] = "/.stockade/landlock.binpb";
+inline constexpr char kContainerSeccomp[] = "/.stockade/seccomp.bpf";
 // The bundle's directory holding the ruleset (and the init placeholder).
 inline constexpr char kBundleDir[] = "stockade";
 
@@ -39,8 +40,12 @@ struct PolicyConfig {
   std::string store_root = "/var/lib/stockade";
   // Host path of the stockade-init binary bind-mounted into containers.
   std::string init_binary = "/usr/local/lib/stockade/stockade-init";
+  // Host path of the stockade-nft helper that loads egress rules.
+  std::string nft_helper = "/usr/local/lib/stockade/stockade-nft";
   // Policy used when a container names none; empty = such containers fail.
   std::string default_policy;
+  // Cache of generated seccomp programs (seccomp_cache.h); empty: none.
+  std::string seccomp_cache_dir = "/run/stockade/seccomp";
   // Where AppArmor is enabled in the kernel (aa_is_enabled()).
   bool apparmor_enabled = false;
 };
@@ -66,6 +71,9 @@ struct AppliedPolicy {
   // process.apparmorProfile was set (PolicyConfig.apparmor_enabled); exec'd
   // processes get the same.
   bool set_apparmor_profile = false;
+  // The spec's linux.seccomp was moved into stockade-init (kContainerSeccomp
+  // in the bundle's directory); exec'd processes load the same program.
+  bool seccomp_in_init = false;
   // Host path of the Landlock ruleset written into the bundle.
   std::string ruleset_path;
   // Whether the shim installs the egress rules in the container's netns.
@@ -76,6 +84,10 @@ struct AppliedPolicy {
 // is the containerd namespace (used when the spec has no Kubernetes
 // namespace annotation). Errors name the policy and the reason, e.g.
 // `stockade: no policy "agents/research" in store /var/lib/stockade`.
+//
+// The spec's linux.seccomp is not left to runc: the shim turns it into a BPF
+// program once (SeccompBpf, cached per policy) and stockade-init loads it
+// right after Landlock, before the agent's first instruction.
 //
 // The container (its id is the bundle directory's name) is confined by the
 // policy its annotation stockade.dev/policy names (a name only: policies of
@@ -109,9 +121,11 @@ absl::StatusOr<stockade::v1::CompiledPolicy> SandboxPolicy(
     const stockade::v1::CompiledPolicy& pod_policy,
     absl::string_view namespace_);
 
-// [kContainerInit, "--ruleset", kContainerRuleset, "--", args...]; args
-// already wrapped so are returned unchanged.
-std::vector<std::string> WrapArgs(const std::vector<std::string>& args);
+// [kContainerInit, "--ruleset", kContainerRuleset, ("--seccomp",
+// kContainerSeccomp,) "--", args...]; args that already start with exactly
+// that prefix are returned unchanged.
+std::vector<std::string> WrapArgs(const std::vector<std::string>& args,
+                                  bool seccomp);
 
 }  // namespace stockade::shim
 

@@ -36,6 +36,8 @@ namespace stockade::shim {
 namespace {
 
 namespace v1 = ::stockade::v1;
+
+const std::string kNftHelper = std::string(STOCKADE_BIN_DIR) + "/stockade-nft";
 using Json = nlohmann::ordered_json;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -141,6 +143,7 @@ class RuncTest : public ::testing::Test {
     policy_ = *compiled.compiled;
     config_.store_root = root_ + "/store";
     config_.init_binary = kInit;
+    config_.seccomp_cache_dir = root_ + "/seccomp-cache";
     absl::StatusOr<store::Store> store = store::Store::Open(config_.store_root);
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_TRUE(store->Install(policy_).ok());
@@ -208,7 +211,8 @@ std::string RunConfined(RuncTest* t, AppliedPolicy* applied_out) {
   EXPECT_TRUE(plan.ok()) << plan.status();
   if (plan.ok()) {
     EXPECT_TRUE(plan->install) << plan->reason;
-    absl::Status egress = InstallEgress(pid, applied->policy.nftables());
+    absl::Status egress =
+        InstallEgress(pid, applied->policy.nftables(), kNftHelper);
     EXPECT_TRUE(egress.ok()) << egress;
     auto [nft_rc, nft] = Sh(absl::StrCat(
         "nsenter --net=/proc/", pid, "/ns/net nft list table inet stockade"));

@@ -20,6 +20,7 @@
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
 #include "operator/compiler/testing/compile_yaml.h"
+#include "shim/init/seccomp_loader.h"
 #include "shim/policy/egress.h"
 #include "store/store.h"
 
@@ -106,6 +107,7 @@ class PolicyTest : public ::testing::Test {
     ASSERT_EQ(mkdir(bundle_.c_str(), 0700), 0);
     config_.store_root = root_ + "/store";
     config_.init_binary = kInit;
+    config_.seccomp_cache_dir = root_ + "/seccomp-cache";
     ASSERT_TRUE(Exists(kInit)) << kInit << " is not built";
 
     research_ = CompileYaml(
@@ -158,13 +160,20 @@ TEST_F(PolicyTest, RewritesConfigForThePolicy) {
   Json spec = Json::parse(Config());
   EXPECT_EQ(spec["process"]["args"],
             Json({"/.stockade/init", "--ruleset", "/.stockade/landlock.binpb",
-                  "--", "/usr/bin/python3", "agent.py", "--flag"}));
+                  "--seccomp", "/.stockade/seccomp.bpf", "--",
+                  "/usr/bin/python3", "agent.py", "--flag"}));
   EXPECT_EQ(spec["process"]["env"], BaseSpec()["process"]["env"]);
   EXPECT_EQ(spec["root"]["readonly"], true);
   EXPECT_EQ(spec["process"]["noNewPrivileges"], true);
   EXPECT_EQ(spec["process"]["capabilities"]["bounding"], Json::array());
-  EXPECT_TRUE(spec["linux"]["seccomp"].is_object());
-  EXPECT_EQ(spec["linux"]["seccomp"], Json::parse(research_.seccomp_json()));
+  // The filter is stockade-init's to load, as the program libseccomp makes
+  // of the policy's profile; runc gets none.
+  EXPECT_FALSE(spec["linux"].contains("seccomp"));
+  EXPECT_TRUE(applied->seccomp_in_init);
+  absl::StatusOr<OciSeccompFilter> filter =
+      OciSeccompFilter::Build(research_.seccomp_json());
+  ASSERT_TRUE(filter.ok()) << filter.status();
+  EXPECT_EQ(ReadFile(bundle_ + "/stockade/seccomp.bpf"), *filter->ExportBpf());
   EXPECT_EQ(spec["annotations"]["stockade.dev/policy-hash"], research_.hash());
 
   // Mounts: the policy's tmpfs, then the two of stockade-init, last; the
@@ -335,9 +344,11 @@ TEST_F(PolicyTest, SandboxGetsTheBuiltInPolicy) {
   Json out = Json::parse(Config());
   EXPECT_EQ(out["process"]["args"],
             Json({"/.stockade/init", "--ruleset", "/.stockade/landlock.binpb",
-                  "--", "/pause"}));
+                  "--seccomp", "/.stockade/seccomp.bpf", "--", "/pause"}));
   EXPECT_EQ(out["root"]["readonly"], true);
-  EXPECT_EQ(out["linux"]["seccomp"], Json::parse(p.seccomp_json()));
+  EXPECT_FALSE(out["linux"].contains("seccomp"));
+  EXPECT_EQ(ReadFile(bundle_ + "/stockade/seccomp.bpf"),
+            *OciSeccompFilter::Build(p.seccomp_json())->ExportBpf());
   EXPECT_EQ(out["process"]["capabilities"]["effective"], Json::array());
 
   // Its egress rules go into the pod's network namespace.
@@ -383,9 +394,10 @@ TEST_F(PolicyTest, ExecIsWrappedAndTightened) {
   absl::StatusOr<std::string> out = ApplyPolicyToExec(*applied, process);
   ASSERT_TRUE(out.ok()) << out.status();
   Json p = Json::parse(*out);
-  EXPECT_EQ(p["args"],
-            Json({"/.stockade/init", "--ruleset", "/.stockade/landlock.binpb",
-                  "--", "sh", "-c", "id"}));
+  EXPECT_EQ(
+      p["args"],
+      Json({"/.stockade/init", "--ruleset", "/.stockade/landlock.binpb",
+            "--seccomp", "/.stockade/seccomp.bpf", "--", "sh", "-c", "id"}));
   EXPECT_EQ(p["env"], Json({"A=1"}));
   EXPECT_EQ(p["terminal"], true);
   EXPECT_EQ(p["noNewPrivileges"], true);
@@ -398,11 +410,29 @@ TEST_F(PolicyTest, ExecIsWrappedAndTightened) {
 
 TEST(WrapArgsTest, WrapsOnce) {
   const std::vector<std::string> wrapped =
-      WrapArgs({"/bin/sh", "-c", "echo hi"});
+      WrapArgs({"/bin/sh", "-c", "echo hi"}, false);
   EXPECT_THAT(wrapped, ElementsAre("/.stockade/init", "--ruleset",
                                    "/.stockade/landlock.binpb", "--", "/bin/sh",
                                    "-c", "echo hi"));
-  EXPECT_EQ(WrapArgs(wrapped), wrapped);
+  EXPECT_EQ(WrapArgs(wrapped, false), wrapped);
+
+  const std::vector<std::string> with_seccomp =
+      WrapArgs({"/bin/sh", "-c", "echo hi"}, true);
+  EXPECT_THAT(with_seccomp, ElementsAre("/.stockade/init", "--ruleset",
+                                        "/.stockade/landlock.binpb",
+                                        "--seccomp", "/.stockade/seccomp.bpf",
+                                        "--", "/bin/sh", "-c", "echo hi"));
+  EXPECT_EQ(WrapArgs(with_seccomp, true), with_seccomp);
+}
+
+TEST(WrapArgsTest, APrefixWithoutTheSeccompFilterIsWrappedAgain) {
+  // An exec request cannot skip the filter by naming the init itself.
+  const std::vector<std::string> sneaky = {"/.stockade/init", "--ruleset",
+                                           "/.stockade/landlock.binpb", "--",
+                                           "/bin/sh"};
+  const std::vector<std::string> wrapped = WrapArgs(sneaky, true);
+  ASSERT_EQ(wrapped.size(), 6 + sneaky.size());
+  EXPECT_EQ(wrapped[3], "--seccomp");
 }
 
 }  // namespace
