@@ -35,16 +35,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/sha256.h"
-#include "github.com/containerd/containerd/pkg/runtimeoptions/v1/api.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
-#include "google/protobuf/any.pb.h"
 #include "shim/shim_config.h"
+#include "shim/start/start_input.h"
 #include "shim/task/task_service.h"
 #include "shim/ttrpc/server.h"
 
 namespace stockade::shim {
 namespace {
 
+constexpr char kVersion[] = "0.1.0";
 constexpr char kSocketDir[] = "/run/containerd/s";
 // Where `start` records the config path for the server and `delete`.
 constexpr char kConfigPathFile[] = "stockade-shim-config";
@@ -57,6 +57,7 @@ struct Flags {
   std::string bundle;
   std::string config;
   bool debug = false;
+  bool info = false;   // -info: print RuntimeInfo and exit
   std::string action;  // start, delete, or "" (serve)
 };
 
@@ -83,16 +84,18 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       if (!value(&f->config)) return false;
     } else if (a == "-debug") {
       f->debug = true;
+    } else if (a == "-info") {
+      f->info = true;
     } else if (a == "start" || a == "delete") {
       f->action = a;
     } else if (a == "-v" || a == "-version") {
-      std::cout << "containerd-shim-stockade-v1 0.1.0\n";
+      std::cout << "containerd-shim-stockade-v1 " << kVersion << "\n";
       std::exit(0);
     } else {
       return false;
     }
   }
-  return !f->ns.empty() && !f->id.empty();
+  return f->info || (!f->ns.empty() && !f->id.empty());
 }
 
 std::string ReadFile(const std::string& path) {
@@ -173,29 +176,63 @@ bool Answers(const std::string& path) {
   return ok;
 }
 
-// Reads the runtime options containerd writes on stdin (an Any, possibly
-// empty) and returns the ConfigPath they name, if any.
-std::string ConfigPathFromStdin() {
+// All of stdin: the runtime options (or BootstrapParams) containerd writes.
+std::string ReadStdin() {
   std::string input;
   char buf[4096];
   ssize_t n;
   while ((n = read(0, buf, sizeof(buf))) > 0) input.append(buf, n);
-  if (input.empty()) return "";
-  google::protobuf::Any any;
-  if (!any.ParseFromString(input)) return "";
-  runtimeoptions::v1::Options options;
-  if (absl::EndsWith(any.type_url(), "runtimeoptions.v1.Options") &&
-      options.ParseFromString(any.value())) {
-    return options.config_path();
+  return input;
+}
+
+// stdout of `argv` (empty when it fails), with stderr discarded.
+std::string OutputOf(const std::vector<std::string>& argv) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return "";
+  std::vector<char*> cargs;
+  std::vector<std::string> copy = argv;
+  for (auto& a : copy) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(out[1], 1);
+    dup2(null, 2);
+    execvp(cargs[0], cargs.data());
+    _exit(127);
   }
-  return "";
+  close(out[1]);
+  std::string output;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof(buf))) > 0) output.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    return "";
+  }
+  return output;
+}
+
+// -info (containerd 2.x introspection): RuntimeInfo on stdout, with the OCI
+// features of the runc the shim's config names.
+int Info() {
+  const std::string input = ReadStdin();
+  auto config =
+      LoadShimConfig(ConfigPathFromStartInput(input), SelfDir(), "default");
+  const std::string runc =
+      config.ok() ? config->runtime.runc_binary : std::string("runc");
+  std::cout << RuntimeInfoBytes(input, kVersion, OutputOf({runc, "features"}));
+  return 0;
 }
 
 int Start(const Flags& f, char** argv) {
   const std::string group = GroupingId(f.id);
   const std::string path = SocketPath(f, group);
   const std::string address = absl::StrCat("unix://", path);
-  const std::string config = ConfigPathFromStdin();
+  const std::string config = ConfigPathFromStartInput(ReadStdin());
   if (!config.empty()) WriteFileAtomic(kConfigPathFile, config);
   mkdir("/run/containerd", 0711);
   mkdir(kSocketDir, 0711);
@@ -348,11 +385,12 @@ int Serve(const Flags& f) {
 int main(int argc, char** argv) {
   stockade::shim::Flags flags;
   if (!stockade::shim::ParseFlags(argc, argv, &flags)) {
-    std::cerr
-        << "usage: containerd-shim-stockade-v1 -namespace NS -id ID "
-           "-address A [-publish-binary B] [-bundle DIR] [start|delete]\n";
+    std::cerr << "usage: containerd-shim-stockade-v1 -namespace NS -id ID "
+                 "-address A [-publish-binary B] [-bundle DIR] [start|delete]\n"
+                 "       containerd-shim-stockade-v1 -info | -v\n";
     return 2;
   }
+  if (flags.info) return stockade::shim::Info();
   if (flags.action == "start") return stockade::shim::Start(flags, argv);
   if (flags.action == "delete") return stockade::shim::Delete(flags);
   return stockade::shim::Serve(flags);

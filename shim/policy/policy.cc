@@ -452,6 +452,13 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
   absl::Status init_ok = CheckInitBinary(config.init_binary);
   if (!init_ok.ok()) return fail(init_ok.code(), init_ok.message());
 
+  // The spec will name the policy's AppArmor profile: it must be loaded.
+  if (config.apparmor_enabled && !applied.policy.apparmor().name().empty()) {
+    absl::Status loaded =
+        EnsureAppArmorProfile(config.apparmor, applied.policy.apparmor().name(),
+                              applied.policy.apparmor().text());
+    if (!loaded.ok()) return fail(loaded.code(), loaded.message());
+  }
   ApplySpecOptions options;
   options.set_apparmor_profile = config.apparmor_enabled;
   absl::StatusOr<std::string> rewritten =

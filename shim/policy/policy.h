@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "shim/policy/apparmor_load.h"
 #include "stockade/v1/compiled.pb.h"
 
 namespace stockade::shim {
@@ -48,6 +49,8 @@ struct PolicyConfig {
   std::string seccomp_cache_dir = "/run/stockade/seccomp";
   // Where AppArmor is enabled in the kernel (aa_is_enabled()).
   bool apparmor_enabled = false;
+  // How a profile not loaded yet is loaded (only where apparmor_enabled).
+  AppArmorLoader apparmor;
 };
 
 // Where a container's egress rules go (decided once, at Create, from the

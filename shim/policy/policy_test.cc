@@ -302,6 +302,34 @@ TEST_F(PolicyTest, MissingInitBinaryFails) {
   EXPECT_THAT(status.message(), HasSubstr("stockade-init not found at"));
 }
 
+// Where the kernel has AppArmor the spec names the policy's profile, which
+// the shim loads first when it is not loaded yet (here compiled only: this
+// kernel has no AppArmor); a profile that cannot be loaded stops the create.
+TEST_F(PolicyTest, AppArmorProfileIsLoadedAndNamedWhereEnabled) {
+  WriteSpec(BaseSpec());
+  config_.apparmor_enabled = true;
+  config_.apparmor.profiles_file = root_ + "/aa-profiles";
+  WriteFile(config_.apparmor.profiles_file, "");
+  config_.apparmor.command = {"apparmor_parser", "-Q", "-K"};
+  absl::StatusOr<AppliedPolicy> applied =
+      ApplyPolicyToBundle(config_, bundle_, "k8s.io");
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(Json::parse(Config())["process"]["apparmorProfile"],
+            research_.apparmor().name());
+}
+
+TEST_F(PolicyTest, AnAppArmorProfileThatCannotBeLoadedFails) {
+  WriteSpec(BaseSpec());
+  config_.apparmor_enabled = true;
+  config_.apparmor.profiles_file = root_ + "/aa-profiles";
+  WriteFile(config_.apparmor.profiles_file, "");
+  config_.apparmor.command = {"false"};
+  absl::Status status = ExpectFailureUnchanged();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("loading AppArmor profile " +
+                                          research_.apparmor().name()));
+}
+
 TEST_F(PolicyTest, MalformedSpecFails) {
   WriteFile(bundle_ + "/config.json", "{not json");
   EXPECT_EQ(ExpectFailureUnchanged().code(),

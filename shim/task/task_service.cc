@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "shim/policy/egress.h"
+#include "shim/task/metrics.h"
 
 namespace stockade::shim {
 namespace {
@@ -211,6 +212,20 @@ absl::StatusOr<task::CreateTaskResponse> TaskService::Create(
   events_->Publish("/tasks/create", e);
   task::CreateTaskResponse response;
   response.set_pid(pid);
+  return response;
+}
+
+absl::StatusOr<task::StatsResponse> TaskService::Stats(
+    const task::StatsRequest& request) {
+  absl::StatusOr<Entry*> entry = Find(request.id());
+  if (!entry.ok()) return entry.status();
+  absl::StatusOr<std::string> stats = (*entry)->container->Stats();
+  if (!stats.ok()) return stats.status();
+  absl::StatusOr<google::protobuf::Any> metrics =
+      MetricsFromRuncStats(*stats, HostCgroupVersion());
+  if (!metrics.ok()) return metrics.status();
+  task::StatsResponse response;
+  *response.mutable_stats() = *std::move(metrics);
   return response;
 }
 
@@ -427,10 +442,7 @@ void TaskService::RegisterWith(ttrpc::Server* server) {
             "stockade: checkpoint is not supported");
       });
   Unary<task::StatsRequest, task::StatsResponse>(
-      server, "Stats", [](const auto&) -> absl::StatusOr<task::StatsResponse> {
-        return absl::UnimplementedError(
-            "stockade: Stats is not implemented yet");
-      });
+      server, "Stats", [this](const auto& r) { return Stats(r); });
 }
 
 }  // namespace stockade::shim

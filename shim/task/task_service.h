@@ -38,6 +38,9 @@ class TaskService {
 
   absl::StatusOr<::containerd::task::v2::CreateTaskResponse> Create(
       const ::containerd::task::v2::CreateTaskRequest& request);
+  // Cgroup metrics (shim/task/metrics.h) of the container.
+  absl::StatusOr<::containerd::task::v2::StatsResponse> Stats(
+      const ::containerd::task::v2::StatsRequest& request);
   absl::StatusOr<::containerd::task::v2::StartResponse> Start(
       const ::containerd::task::v2::StartRequest& request);
   absl::StatusOr<::containerd::task::v2::DeleteResponse> Delete(

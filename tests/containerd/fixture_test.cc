@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -231,6 +232,34 @@ TEST_P(ContainerdLifecycleTest, KillAllSignalsEveryProcess) {
   CommandResult del = fixture_->Ctr({"task", "delete", "many"});
   EXPECT_TRUE(del.ok()) << del.ToString();
   EXPECT_THAT(del.err, HasSubstr("exit code 137"));  // 128 + SIGKILL
+}
+
+// Task/Stats: `ctr task metrics` decodes the cgroup Metrics (what the CRI
+// plugin hands kubelet as container stats).
+TEST_P(ContainerdLifecycleTest, MetricsReportTheContainersCgroup) {
+  ASSERT_TRUE(
+      fixture_
+          ->Run(Detached("measured",
+                         {"sh", "-c", "sleep 1000 & sleep 1000 & wait"}))
+          .ok());
+  // sh and its two sleeps, once sh has started them.
+  const std::regex three_pids("pids.current +3\\b");
+  CommandResult metrics;
+  for (int i = 0; i < 50; ++i) {
+    metrics = fixture_->Ctr({"task", "metrics", "measured"});
+    ASSERT_TRUE(metrics.ok()) << metrics.ToString();
+    if (std::regex_search(metrics.out, three_pids)) break;
+    usleep(100 * 1000);
+  }
+  EXPECT_THAT(metrics.out, ::testing::ContainsRegex("pids.current +3\\b"));
+  EXPECT_THAT(metrics.out, HasSubstr("memory.usage_in_bytes"));
+  EXPECT_THAT(metrics.out, HasSubstr("cpuacct.usage"));
+  ASSERT_TRUE(
+      fixture_
+          ->Ctr({"task", "kill", "--all", "--signal", "SIGKILL", "measured"})
+          .ok());
+  EXPECT_TRUE(fixture_->WaitForTaskStatus("measured", "STOPPED"));
+  EXPECT_TRUE(fixture_->Ctr({"task", "delete", "measured"}).ok());
 }
 
 TEST_P(ContainerdLifecycleTest, TasksSurviveContainerdRestart) {
