@@ -15,6 +15,7 @@
 #include "operator/compiler/compile.h"
 #include "store/store.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/netns.h"
 
 namespace stockade::testing {
 namespace {
@@ -33,6 +34,18 @@ spec:
   network:
     egress: [{cidrs: [127.0.0.1/32], ports: [{port: 8080}]}]
   processes: {max: 32}
+)";
+
+// Egress to one test host (NetnsPair subnet 91: the remote side answers on
+// 169.254.91.2 and .3), port 8080 only.
+constexpr char kEgressPolicy[] = R"(apiVersion: stockade.dev/v1alpha1
+kind: AgentPolicy
+metadata: {name: egress, namespace: NS}
+spec:
+  exec:
+    allow: [/bin/busybox, /bin/probe]
+  network:
+    egress: [{cidrs: [169.254.91.2/32], ports: [{port: 8080}]}]
 )";
 
 std::string Replace(std::string s, const std::string& from,
@@ -65,6 +78,15 @@ class AttackTest : public ::testing::Test {
       ASSERT_TRUE(store->Install(*compiled.compiled).ok());
       if (std::string(name) == "tampered")
         tampered_hash_ = new std::string(compiled.compiled->hash());
+    }
+    {
+      auto decoded = compiler::DecodeManifests(
+          Replace(kEgressPolicy, "NS", *ns_), "egress.yaml");
+      ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
+      auto compiled = compiler::CompileAgentPolicy(
+          std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
+      ASSERT_TRUE(compiled.compiled) << compiled.problems.at(0).ToString();
+      ASSERT_TRUE(store->Install(*compiled.compiled).ok());
     }
     config_ = new std::string(*dir_ + "/shim.yaml");
     std::ofstream(*config_) << "store: " << *store_ << "\n";
@@ -211,6 +233,40 @@ TEST_F(AttackTest, EgressRulesAreInstalledInTheContainersNetns) {
   fixture_->Ctr({"task", "kill", "-s", "SIGKILL", "netns"});
   fixture_->Ctr({"task", "delete", "netns"}, absl::Seconds(20));
   fixture_->Ctr({"container", "delete", "netns"});
+}
+
+// Data exfiltration to a host the policy does not name: the container (in a
+// network namespace wired by veth to a test host) reaches the allowed
+// host:port; the same port on another address of the host is dropped by the
+// nftables rules the shim installed; another port is refused by Landlock.
+TEST_F(AttackTest, EgressToAnotherHostOrPortIsBlocked) {
+  NetnsPair::Options options;
+  options.subnet = 91;
+  absl::StatusOr<std::unique_ptr<NetnsPair>> pair = NetnsPair::Create(options);
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  ASSERT_TRUE((*pair)->Listen({8080, 8081}).ok());
+  const std::vector<std::string> hosts = (*pair)->remote_ips();
+  ASSERT_GE(hosts.size(), 2u);
+  ASSERT_EQ(hosts[0], "169.254.91.2");
+  RunSpec spec;
+  spec.id = "exfil";
+  spec.cmd = {"/bin/probe", "connect:" + hosts[0] + ":8080",
+              "connect:" + hosts[1] + ":8080", "connect:" + hosts[0] + ":8081"};
+  spec.runtime = kStockadeRuntime;
+  spec.rootfs = *rootfs_;
+  spec.annotations = {{"stockade.dev/policy", "egress"}};
+  spec.extra_args = {"--runtime-config-path", *config_};
+  spec.netns_path = (*pair)->client_path();
+  CommandResult r = fixture_->Run(spec, absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("connect:" + hosts[0] + ":8080: OK"));
+  // Landlock allows port 8080 (the first line): only the nftables rules can
+  // stop this one. They drop the SYN silently, so the probe's connect times
+  // out, and nothing reaches the host.
+  EXPECT_THAT(r.out, HasSubstr("connect:" + hosts[1] + ":8080: ETIMEDOUT"));
+  EXPECT_THAT(r.out, HasSubstr("connect:" + hosts[0] + ":8081: EACCES"));
+  EXPECT_EQ((*pair)->Connections(8080), 1);
+  EXPECT_EQ((*pair)->Connections(8081), 0);
 }
 
 TEST_F(AttackTest, NoPolicyAnnotationFailsClosed) {
