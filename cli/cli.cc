@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/inputs.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 #include "operator/compiler/explain.h"
 #include "shim/spec/apply_spec.h"
 #include "store/store.h"
@@ -305,7 +306,9 @@ int CompileCommand(const Flags& flags, std::ostream& out, std::ostream& err) {
   }
   const v1::CompiledPolicy& p = compiled[0].policy;
   if (format == "apparmor") out << p.apparmor().text();
-  if (format == "seccomp") out << p.seccomp_json() << "\n";
+  if (format == "seccomp") {
+    out << nlohmann::json::parse(p.seccomp_json()).dump(2) << "\n";
+  }
   if (format == "landlock") out << ToJson(p.landlock());
   if (format == "oci") out << ToJson(p.oci());
   if (format == "nft") out << p.nftables();

@@ -2,11 +2,15 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -98,7 +102,7 @@ TEST_F(StoreTest, OpenCreatesLayoutWithModes) {
   auto store = Store::Open(dir_ + "/other/deeper");
   umask(old);
   ASSERT_TRUE(store.ok()) << store.status();
-  for (const char* d : {"/v1", "/v1/policies", "/v1/index"}) {
+  for (const char* d : {"/v1", "/v1/policies", "/v1/index", "/v1/refs"}) {
     EXPECT_TRUE(fs::is_directory(dir_ + "/other/deeper" + d)) << d;
     EXPECT_EQ(Mode(dir_ + "/other/deeper" + d), 0755u) << d;
   }
@@ -426,6 +430,323 @@ TEST_F(StoreTest, ReadersNeverSeeHalfWrittenFiles) {
   for (auto& t : readers) t.join();
   EXPECT_EQ(errors.load(), 0) << first_error;
   EXPECT_GT(reads.load(), 10);
+}
+
+TEST_F(StoreTest, WritePoliciesTouchesNoIndex) {
+  const auto a = MakePolicy("team-a", "one", "a");
+  const auto b = MakePolicy("", "two", "b");
+  const std::vector<const stockade::v1::CompiledPolicy*> both = {&a, &b};
+  ASSERT_TRUE(store().WritePolicies(both).ok());
+  EXPECT_TRUE(fs::exists(store().PolicyPath(a.hash())));
+  EXPECT_TRUE(fs::exists(store().PolicyPath(b.hash())));
+  auto list = store().List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_THAT(*list, IsEmpty());
+  auto held = store().ListPolicies();
+  ASSERT_TRUE(held.ok());
+  std::vector<std::string> want = {a.hash(), b.hash()};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(*held, want);
+  auto read = store().ReadPolicy(a.hash());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ExpectSame(*read, a);
+  // Identical content: not rewritten (same inode).
+  struct stat before, after;
+  ASSERT_EQ(stat(store().PolicyPath(a.hash()).c_str(), &before), 0);
+  ASSERT_TRUE(store().WritePolicies(both).ok());
+  ASSERT_EQ(stat(store().PolicyPath(a.hash()).c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+}
+
+TEST_F(StoreTest, WritePoliciesValidatesAllFirst) {
+  const auto a = MakePolicy("team-a", "one", "a");
+  auto bad = MakePolicy("team-a", "two", "b");
+  bad.set_hash("NOTHEX");
+  const std::vector<const stockade::v1::CompiledPolicy*> both = {&a, &bad};
+  auto s = store().WritePolicies(both);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_FALSE(fs::exists(store().PolicyPath(a.hash())));
+}
+
+TEST_F(StoreTest, ReadPolicyVerifies) {
+  const auto a = MakePolicy("team-a", "one", "a");
+  EXPECT_EQ(store().ReadPolicy(a.hash()).status().code(),
+            absl::StatusCode::kNotFound);
+  const std::vector<const stockade::v1::CompiledPolicy*> one = {&a};
+  ASSERT_TRUE(store().WritePolicies(one).ok());
+  WriteAll(store().PolicyPath(a.hash()), "garbage\xff");
+  EXPECT_EQ(store().ReadPolicy(a.hash()).status().code(),
+            absl::StatusCode::kDataLoss);
+  const auto b = MakePolicy("team-a", "one", "b");
+  WriteAll(store().PolicyPath(a.hash()), SerializePolicy(b));
+  EXPECT_THAT(store().ReadPolicy(a.hash()).status().message(),
+              HasSubstr("holds policy hash"));
+  EXPECT_EQ(store().ReadPolicy("../x").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, UpdateIndexSetsAndRemoves) {
+  const auto a1 = MakePolicy("team-a", "one", "1");
+  const auto a2 = MakePolicy("team-a", "one", "2");
+  const auto c = MakePolicy("", "cluster", "c");
+  const std::vector<const stockade::v1::CompiledPolicy*> all = {&a1, &a2, &c};
+  ASSERT_TRUE(store().WritePolicies(all).ok());
+  ASSERT_TRUE(store()
+                  .UpdateIndex(
+                      {{"team-a", "one", a1.hash()}, {"", "cluster", c.hash()}})
+                  .ok());
+  auto got = store().Resolve("team-a", "one");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSame(*got, a1);
+  got = store().Resolve("", "cluster");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSame(*got, c);
+  // The same bytes as Install writes.
+  const std::string via_update = ReadAll(store().IndexPath("team-a", "one"));
+  ASSERT_TRUE(store().Install(a1).ok());
+  EXPECT_EQ(ReadAll(store().IndexPath("team-a", "one")), via_update);
+
+  ASSERT_TRUE(store()
+                  .UpdateIndex({{"team-a", "one", a2.hash()},
+                                {"", "cluster", ""},
+                                {"team-b", "absent", ""}})
+                  .ok());
+  got = store().Resolve("team-a", "one");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSame(*got, a2);
+  EXPECT_EQ(store().Resolve("", "cluster").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, UpdateIndexChangesNothingWhenOneChangeIsBad) {
+  const auto a = MakePolicy("team-a", "one", "1");
+  const auto b = MakePolicy("team-a", "two", "2");
+  const std::vector<const stockade::v1::CompiledPolicy*> both = {&a, &b};
+  ASSERT_TRUE(store().WritePolicies(both).ok());
+  ASSERT_TRUE(store().UpdateIndex({{"team-a", "two", b.hash()}}).ok());
+  const auto missing = MakePolicy("team-a", "three", "3");
+  // A policy that is not in the store.
+  auto s = store().UpdateIndex({{"team-a", "one", a.hash()},
+                                {"team-a", "two", ""},
+                                {"team-a", "three", missing.hash()}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("not in store"));
+  // A policy compiled for another name.
+  s = store().UpdateIndex(
+      {{"team-a", "one", a.hash()}, {"team-a", "four", b.hash()}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("compiled for \"team-a/two\""));
+  // A bad key.
+  s = store().UpdateIndex({{"team-a", "one", a.hash()}, {"Bad", "x", ""}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  auto list = store().List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "two");
+}
+
+TEST_F(StoreTest, RefsKeepPoliciesFromGarbageCollection) {
+  const auto a = MakePolicy("team-a", "one", "1");
+  const auto b = MakePolicy("team-a", "one", "2");
+  const std::vector<const stockade::v1::CompiledPolicy*> both = {&a, &b};
+  ASSERT_TRUE(store().WritePolicies(both).ok());
+  ASSERT_TRUE(store().UpdateIndex({{"team-a", "one", b.hash()}}).ok());
+  ASSERT_TRUE(store().AddRef(a.hash(), "k8s.io@c1").ok());
+  ASSERT_TRUE(store().AddRef(a.hash(), "k8s.io@c2").ok());
+  // Unindexed but referenced: kept.
+  auto removed = store().GarbageCollect({});
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_THAT(*removed, IsEmpty());
+  auto refs = store().ListRefs();
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ(refs->size(), 2u);
+  EXPECT_EQ((*refs)[0].hash, a.hash());
+  EXPECT_EQ((*refs)[0].container_id, "k8s.io@c1");
+  ASSERT_TRUE((*refs)[0].owner.ok()) << (*refs)[0].owner.status();
+  EXPECT_EQ((*refs)[0].owner->pid, getpid());
+  EXPECT_GT((*refs)[0].owner->start_time, 0u);
+  EXPECT_THAT((*refs)[0].owner->pid_ns, HasSubstr("pid:["));
+  EXPECT_LE((*refs)[0].modified, absl::Now());
+
+  auto referenced = store().ReferencedHashes();
+  ASSERT_TRUE(referenced.ok()) << referenced.status();
+  EXPECT_THAT(*referenced, ElementsAre(a.hash()));
+
+  ASSERT_TRUE(store().RemoveRef(a.hash(), "k8s.io@c1").ok());
+  removed = store().GarbageCollect({});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_THAT(*removed, IsEmpty());
+  ASSERT_TRUE(store().RemoveRef(a.hash(), "k8s.io@c2").ok());
+  // Removing twice is fine (a Delete retried).
+  ASSERT_TRUE(store().RemoveRef(a.hash(), "k8s.io@c2").ok());
+  EXPECT_FALSE(fs::exists(root_ + "/v1/refs/" + a.hash()));
+  referenced = store().ReferencedHashes();
+  ASSERT_TRUE(referenced.ok());
+  EXPECT_THAT(*referenced, IsEmpty());
+  removed = store().GarbageCollect({});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_THAT(*removed, ElementsAre(a.hash()));
+  EXPECT_TRUE(fs::exists(store().PolicyPath(b.hash())));
+}
+
+TEST_F(StoreTest, AddRefNeedsThePolicyAndValidNames) {
+  const auto a = MakePolicy("team-a", "one", "1");
+  auto s = store().AddRef(a.hash(), "c1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_THAT(s.message(), HasSubstr("resolve the policy again"));
+  ASSERT_TRUE(store().Install(a).ok());
+  for (const char* bad : {"", ".hidden", "a/b", "..", "x y", "c\n"}) {
+    EXPECT_EQ(store().AddRef(a.hash(), bad).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+    EXPECT_EQ(store().RemoveRef(a.hash(), bad).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(store().AddRef("../../etc", "c1").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store().AddRef(a.hash(), std::string(200, 'x')).ok());
+  EXPECT_EQ(store().AddRef(a.hash(), std::string(201, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Writes a reference file by hand, as another process would have.
+void WriteRef(Store& store, const std::string& hash, const std::string& id,
+              const std::string& json, absl::Duration age) {
+  const std::string path = store.RefPath(hash, id);
+  fs::create_directories(fs::path(path).parent_path());
+  WriteAll(path, json);
+  const absl::Time when = absl::Now() - age;
+  struct timespec times[2] = {absl::ToTimespec(when), absl::ToTimespec(when)};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+}
+
+std::string OwnerJson(int64_t pid, uint64_t start, const std::string& boot,
+                      const std::string& ns) {
+  return "{\"boot_id\":\"" + boot + "\",\"pid\":" + std::to_string(pid) +
+         ",\"pid_ns\":\"" + ns + "\",\"start_time\":" + std::to_string(start) +
+         "}\n";
+}
+
+TEST_F(StoreTest, RemoveStaleRefsOnlyWhenTheOwnerIsCertainlyGone) {
+  const auto a = MakePolicy("team-a", "one", "1");
+  ASSERT_TRUE(store().Install(a).ok());
+  auto me = CurrentRefOwner();
+  ASSERT_TRUE(me.ok()) << me.status();
+
+  // A real process that recorded a reference and exited.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto s = Store::Open(root_);
+    _exit(s.ok() && s->AddRef(a.hash(), "exited").ok() ? 0 : 1);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+
+  const absl::Duration old = absl::Minutes(30);
+  // Live: this process.
+  ASSERT_TRUE(store().AddRef(a.hash(), "live").ok());
+  WriteRef(store(), a.hash(), "live-old",
+           OwnerJson(me->pid, me->start_time, me->boot_id, me->pid_ns), old);
+  // A reused pid: this process's pid, another start time.
+  WriteRef(store(), a.hash(), "reused",
+           OwnerJson(me->pid, me->start_time + 1, me->boot_id, me->pid_ns),
+           old);
+  // Another boot.
+  WriteRef(store(), a.hash(), "rebooted",
+           OwnerJson(me->pid, me->start_time, "another-boot", me->pid_ns), old);
+  // Another pid namespace: cannot tell, kept.
+  WriteRef(store(), a.hash(), "other-ns",
+           OwnerJson(999999, 1, me->boot_id, "pid:[1]"), old);
+  // Unreadable: kept.
+  WriteRef(store(), a.hash(), "garbage", "not json", old);
+  // Gone but young: kept until min_age.
+  WriteRef(store(), a.hash(), "young",
+           OwnerJson(me->pid, me->start_time + 1, me->boot_id, me->pid_ns),
+           absl::Seconds(1));
+  // A temporary file of an AddRef that died.
+  WriteRef(store(), a.hash(), ".x.tmp.abcdef", "", old);
+  // The exited child's reference is recent: age it.
+  {
+    const std::string path = store().RefPath(a.hash(), "exited");
+    const absl::Time when = absl::Now() - old;
+    struct timespec times[2] = {absl::ToTimespec(when), absl::ToTimespec(when)};
+    ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  }
+
+  auto removed = store().RemoveStaleRefs(absl::Minutes(10));
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  std::vector<std::string> ids;
+  for (const Ref& r : *removed) ids.push_back(r.container_id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_THAT(ids, ElementsAre("exited", "rebooted", "reused"));
+  EXPECT_FALSE(fs::exists(root_ + "/v1/refs/" + a.hash() + "/.x.tmp.abcdef"));
+  auto left = store().ListRefs();
+  ASSERT_TRUE(left.ok());
+  ids.clear();
+  for (const Ref& r : *left) ids.push_back(r.container_id);
+  EXPECT_THAT(ids,
+              ElementsAre("garbage", "live", "live-old", "other-ns", "young"));
+  for (const Ref& r : *left) {
+    EXPECT_EQ(r.owner.ok(), r.container_id != "garbage") << r.container_id;
+  }
+}
+
+TEST_F(StoreTest, AddRefNeverReferencesACollectedPolicy) {
+  // The shim's sequence (Resolve, AddRef; on NotFound resolve again) against
+  // a writer that switches the index between two versions and collects as
+  // fast as it can: once AddRef succeeded, the policy file stays.
+  const auto a = MakePolicy("team-a", "research", "a");
+  const auto b = MakePolicy("team-a", "research", "b");
+  ASSERT_TRUE(store().Install(a).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::atomic<int> refs{0};
+  std::atomic<int> retries{0};
+  std::thread writer([&] {
+    auto w = Store::Open(root_);
+    for (int i = 0; i < 60 && w.ok(); ++i) {
+      if (!w->Install(i % 2 ? a : b).ok()) ++errors;
+      if (!w->GarbageCollect({}).ok()) ++errors;
+    }
+    stop = true;
+  });
+  std::thread shim([&] {
+    auto s = Store::Open(root_);
+    for (int i = 0; !stop; ++i) {
+      auto got = s->Resolve("team-a", "research");
+      if (!got.ok()) {
+        ++errors;
+        continue;
+      }
+      const std::string id = "c" + std::to_string(i);
+      // Give the writer a chance to switch and collect in between.
+      if (i % 2 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      absl::Status added = s->AddRef(got->hash(), id);
+      if (absl::IsNotFound(added)) {
+        ++retries;
+        continue;
+      }
+      if (!added.ok()) {
+        ++errors;
+        continue;
+      }
+      ++refs;
+      // Whatever the writer does now, the file stays.
+      for (int k = 0; k < 3; ++k) {
+        if (!fs::exists(s->PolicyPath(got->hash()))) ++errors;
+        std::this_thread::yield();
+      }
+      if (!s->RemoveRef(got->hash(), id).ok()) ++errors;
+    }
+  });
+  writer.join();
+  shim.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(refs.load(), 10);
+  std::cout << "references " << refs << ", resolved again " << retries << "\n";
 }
 
 TEST(Sha256Test, KnownVector) {

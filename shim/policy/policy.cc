@@ -421,6 +421,31 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
     return fail(code, absl::StrCat("policy \"", Display(ref),
                                    "\": ", resolved.status().message()));
   }
+  // The container uses this compiled policy: the node agent keeps it while
+  // the reference exists. NotFound: collected since Resolve read it (the
+  // policy was just replaced): resolve the new version once more.
+  absl::Status ref_added = store->AddRef(resolved->hash(), id);
+  if (absl::IsNotFound(ref_added)) {
+    resolved = store->Resolve(ref.namespace_, ref.name);
+    ref_added =
+        resolved.ok() ? store->AddRef(resolved->hash(), id) : resolved.status();
+  }
+  if (!ref_added.ok()) {
+    return fail(absl::StatusCode::kFailedPrecondition,
+                absl::StrCat("policy \"", Display(ref),
+                             "\": cannot record its use in the store: ",
+                             ref_added.message()));
+  }
+  // Undone on every failure below.
+  struct RefGuard {
+    store::Store* store;
+    std::string hash, id;
+    bool keep = false;
+    ~RefGuard() {
+      if (!keep) (void)store->RemoveRef(hash, id);
+    }
+  } ref_guard{&*store, resolved->hash(), id};
+  applied.ref_hash = resolved->hash();
   if (applied.sandbox) {
     auto process = doc.find("process");
     if (process == doc.end()) {
@@ -521,6 +546,7 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
     return fail(written.code(), written.message());
   }
   applied.ruleset_path = absl::StrCat(dir, "/landlock.binpb");
+  ref_guard.keep = true;
   return applied;
 }
 

@@ -77,6 +77,9 @@ struct AppliedPolicy {
   // The spec's linux.seccomp was moved into stockade-init (kContainerSeccomp
   // in the bundle's directory); exec'd processes load the same program.
   bool seccomp_in_init = false;
+  // Hash of the stored policy this container references in the store
+  // (store::Store::AddRef, keyed by the container id); remove it at Delete.
+  std::string ref_hash;
   // Host path of the Landlock ruleset written into the bundle.
   std::string ruleset_path;
   // Whether the shim installs the egress rules in the container's netns.
@@ -100,6 +103,9 @@ struct AppliedPolicy {
 // built for the pod's policy. The spec is rewritten by ApplySpec
 // (shim/spec), then the entrypoint is wrapped by stockade-init
 // (WrapArgs) and kContainerDir and kContainerInit are mounted read-only.
+// The container's use of the stored policy is recorded in the store
+// (AddRef(hash, container id)) so that the node agent keeps the policy while
+// it runs; the caller removes it at Delete (AppliedPolicy.ref_hash).
 // A container on the host's network (no network namespace) fails when its
 // policy restricts egress (DecideEgress in egress.h). All or nothing: on
 // error config.json is unchanged and nothing is left in the bundle.

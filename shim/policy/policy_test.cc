@@ -175,6 +175,13 @@ TEST_F(PolicyTest, RewritesConfigForThePolicy) {
   ASSERT_TRUE(filter.ok()) << filter.status();
   EXPECT_EQ(ReadFile(bundle_ + "/stockade/seccomp.bpf"), *filter->ExportBpf());
   EXPECT_EQ(spec["annotations"]["stockade.dev/policy-hash"], research_.hash());
+  // The container's use of the policy is recorded for the node agent's GC.
+  EXPECT_EQ(applied->ref_hash, research_.hash());
+  auto refs = store::Store::Open(config_.store_root)->ListRefs();
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ(refs->size(), 1u);
+  EXPECT_EQ((*refs)[0].hash, research_.hash());
+  EXPECT_EQ((*refs)[0].container_id, "ctr-1");
 
   // Mounts: the policy's tmpfs, then the two of stockade-init, last; the
   // spec's mount over the ruleset is gone.
@@ -328,6 +335,8 @@ TEST_F(PolicyTest, AnAppArmorProfileThatCannotBeLoadedFails) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("loading AppArmor profile " +
                                           research_.apparmor().name()));
+  // Failed after the reference was recorded: it is gone again.
+  EXPECT_TRUE(store::Store::Open(config_.store_root)->ListRefs()->empty());
 }
 
 TEST_F(PolicyTest, MalformedSpecFails) {

@@ -12,6 +12,7 @@
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "shim/policy/egress.h"
 #include "shim/task/metrics.h"
+#include "store/store.h"
 
 namespace stockade::shim {
 namespace {
@@ -134,6 +135,14 @@ absl::StatusOr<TaskService::Entry*> TaskService::Find(const std::string& id) {
   return it->second.get();
 }
 
+void TaskService::ReleasePolicyRef(const AppliedPolicy& policy,
+                                   const std::string& id) {
+  if (policy.ref_hash.empty()) return;
+  absl::StatusOr<store::Store> store =
+      store::Store::Open(config_.policy.store_root);
+  if (store.ok()) (void)store->RemoveRef(policy.ref_hash, id);
+}
+
 absl::StatusOr<task::CreateTaskResponse> TaskService::Create(
     const task::CreateTaskRequest& request) {
   if (request.id().empty() || request.bundle().empty()) {
@@ -175,7 +184,10 @@ absl::StatusOr<task::CreateTaskResponse> TaskService::Create(
   }
   auto container =
       Container::Create(config_.runtime, create, entry->observer.get());
-  if (!container.ok()) return container.status();
+  if (!container.ok()) {
+    ReleasePolicyRef(entry->policy, request.id());
+    return container.status();
+  }
   entry->container = *std::move(container);
   const int pid = entry->container->InitPid();
 
@@ -187,6 +199,7 @@ absl::StatusOr<task::CreateTaskResponse> TaskService::Create(
                            config_.policy.nft_helper);
   }
   if (!egress.ok()) {
+    ReleasePolicyRef(entry->policy, request.id());
     (void)entry->container->Kill("", SIGKILL, true);
     (void)entry->container->Wait("");
     (void)entry->container->Delete("");
@@ -259,6 +272,7 @@ absl::StatusOr<task::DeleteResponse> TaskService::Delete(
   if (!request.exec_id().empty()) {
     e.set_id(request.exec_id());
   } else {
+    ReleasePolicyRef((*entry)->policy, request.id());
     std::lock_guard<std::mutex> lock(mu_);
     containers_.erase(request.id());
   }

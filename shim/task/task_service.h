@@ -64,6 +64,9 @@ class TaskService {
   absl::Status Shutdown(const ::containerd::task::v2::ShutdownRequest& request);
 
  private:
+  // Removes the container's reference to its stored policy (see
+  // AppliedPolicy.ref_hash).
+  void ReleasePolicyRef(const AppliedPolicy& policy, const std::string& id);
   class Observer;
   struct Entry {
     std::string bundle;

@@ -169,12 +169,79 @@ absl::Status ApiserverFixture::Stop() {
       kill(pid, SIGKILL);
     }
   }
+  if (apiserver_is_child_) {  // reap the one RestartApiserver started
+    WaitForExit(apiserver_pid_, absl::Seconds(5));
+    apiserver_is_child_ = false;
+  }
   if (access(dir_.c_str(), F_OK) == 0) {
     problems.push_back(absl::StrCat(dir_, " is still there"));
   }
   if (problems.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(
       "apiserver fixture (", dir_, "): ", absl::StrJoin(problems, "; ")));
+}
+
+namespace {
+
+// Whether pid is a live process (not a zombie).
+bool ProcessAlive(pid_t pid) {
+  const std::string stat =
+      ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() &&
+         stat[paren + 2] != 'Z';
+}
+
+}  // namespace
+
+absl::Status ApiserverFixture::RestartApiserver(
+    const std::vector<std::string>& extra_flags, absl::Duration grace) {
+  if (!running_) return absl::FailedPreconditionError("the fixture is stopped");
+  const pid_t old_pid = apiserver_pid_;
+  std::vector<std::string> argv = absl::StrSplit(
+      ReadFileOrEmpty(absl::StrCat("/proc/", old_pid, "/cmdline")), '\0',
+      absl::SkipEmpty());
+  if (argv.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("kube-apiserver (pid ", old_pid, ") is not running"));
+  }
+  kill(old_pid, SIGTERM);
+  const absl::Time deadline = absl::Now() + grace;
+  while (ProcessAlive(old_pid) && absl::Now() < deadline) usleep(20000);
+  if (ProcessAlive(old_pid)) kill(old_pid, SIGKILL);
+  const absl::Time gone_by = absl::Now() + absl::Seconds(10);
+  while (ProcessAlive(old_pid) && absl::Now() < gone_by) usleep(20000);
+  if (apiserver_is_child_) WaitForExit(old_pid, absl::Seconds(10));
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    env.push_back(*e);
+  }
+  absl::StatusOr<pid_t> pid =
+      SpawnDaemon(argv, env, dir_ + "/kube-apiserver.log");
+  if (!pid.ok()) return pid.status();
+  apiserver_pid_ = *pid;
+  apiserver_is_child_ = true;
+  {
+    // hack/apiserver down stops the process named here.
+    std::ofstream out(dir_ + "/kube-apiserver.pid", std::ios::trunc);
+    out << *pid << "\n";
+  }
+  const absl::Time ready_by = absl::Now() + absl::Seconds(120);
+  while (absl::Now() < ready_by) {
+    if (WaitForExit(*pid, absl::ZeroDuration()).has_value()) {
+      apiserver_is_child_ = false;
+      return absl::InternalError(absl::StrCat(
+          "kube-apiserver exited at restart:\n", LogTail("kube-apiserver")));
+    }
+    CommandResult r = Kubectl(
+        {"--request-timeout=2s", "get", "--raw", "/readyz"}, absl::Seconds(10));
+    if (r.ok()) return absl::OkStatus();
+    usleep(100000);
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("kube-apiserver not ready within 120 s of its restart:\n",
+                   LogTail("kube-apiserver")));
 }
 
 ApiserverFixture::~ApiserverFixture() {

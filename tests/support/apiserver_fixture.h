@@ -47,6 +47,18 @@ class ApiserverFixture {
   absl::Status Stop();
   bool running() const { return running_; }
 
+  // Stops kube-apiserver (SIGTERM; SIGKILL after `grace`: with a watch open
+  // it would take its 60 s shutdown timeout) and starts it again on the same
+  // port with the same command line plus extra_flags (later flags win, e.g.
+  // {"--watch-cache=false", "--etcd-compaction-interval=1s"}), then waits for
+  // /readyz. etcd and its data stay. Clients see their connections drop, as
+  // in a real apiserver restart. The new process is a child of the caller:
+  // call this from the test's main thread (it gets SIGTERM when the thread
+  // that started it ends).
+  absl::Status RestartApiserver(
+      const std::vector<std::string>& extra_flags = {},
+      absl::Duration grace = absl::Seconds(5));
+
   // kubectl --kubeconfig <kubeconfig()> args... as the admin
   // (system:masters).
   CommandResult Kubectl(const std::vector<std::string>& args,
@@ -95,6 +107,7 @@ class ApiserverFixture {
       operator_kubeconfig_, operator_token_, server_, etcd_url_, ca_file_,
       admin_cert_file_, admin_key_file_;
   pid_t etcd_pid_ = -1, apiserver_pid_ = -1;
+  bool apiserver_is_child_ = false;  // restarted by RestartApiserver
   bool running_ = false;
   absl::Duration start_duration_;
 };

@@ -237,7 +237,9 @@ absl::StatusOr<std::string> CompileSeccomp(const EffectivePolicy& policy) {
   json rules_json = json::array();
   for (const Rule& rule : rules) rules_json.push_back(RuleJson(rule));
   out["syscalls"] = std::move(rules_json);
-  return out.dump(2);
+  // Compact: the operator holds one per policy in memory and streams it to
+  // every node; `stockade compile --format seccomp` pretty-prints it.
+  return out.dump();
 }
 
 }  // namespace stockade::compiler

@@ -1,0 +1,68 @@
+// stockade-operator's composition root: informers on AgentPolicy,
+// ClusterAgentPolicy and Namespace feed one level-triggered reconcile
+// (operator/controller) whose output goes to the node agents
+// (operator/distribution) and back to the API server as status and Events;
+// leader election decides which replica does it; /healthz, /readyz and
+// /metrics report on it. Each part stays unaware of the others.
+#ifndef STOCKADE_OPERATOR_MANAGER_OPERATOR_H_
+#define STOCKADE_OPERATOR_MANAGER_OPERATOR_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace stockade::manager {
+
+struct OperatorOptions {
+  // Empty: $KUBECONFIG, in-cluster, ~/.kube/config (kube::LoadConfig).
+  std::string kubeconfig;
+  // Node agents connect here (gRPC, mTLS unless insecure).
+  std::string grpc_address = "0.0.0.0:9443";
+  std::string tls_cert, tls_key, tls_client_ca;
+  bool insecure = false;
+  // /healthz, /readyz, /metrics.
+  std::string http_address = "0.0.0.0:8080";
+  // Leader election over a coordination.k8s.io Lease.
+  bool leader_elect = true;
+  std::string lease_namespace = "stockade-system";
+  std::string lease_name = "stockade-operator";
+  std::string identity;  // default: hostname + pid
+  absl::Duration lease_duration = absl::Seconds(15);
+  absl::Duration renew_deadline = absl::Seconds(10);
+  absl::Duration retry_period = absl::Seconds(2);
+  // Every policy is reconciled at least this often, changes or not.
+  absl::Duration resync = absl::Seconds(30);
+};
+
+class Operator {
+ public:
+  // Connects to the API server, starts the gRPC and HTTP servers, the
+  // informers and the elector. Fails on bad flags, credentials or ports.
+  static absl::StatusOr<std::unique_ptr<Operator>> Start(
+      OperatorOptions options);
+  // Stops everything (releases the lease when leading).
+  ~Operator();
+  Operator(const Operator&) = delete;
+  Operator& operator=(const Operator&) = delete;
+
+  // Blocks until Stop() or until leadership is lost (a replica that lost
+  // the lease exits rather than run on with stale state). Returns why.
+  absl::Status Wait();
+  void Stop();
+
+  int grpc_port() const;
+  int http_port() const;
+
+  struct Impl;
+
+ private:
+  Operator() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stockade::manager
+
+#endif  // STOCKADE_OPERATOR_MANAGER_OPERATOR_H_

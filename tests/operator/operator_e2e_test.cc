@@ -1,0 +1,469 @@
+// stockade-operator and two stockade-node agents against a real etcd +
+// kube-apiserver (tests/support/apiserver_fixture.h): the operator runs as a
+// user bound to operator/deploy/rbac.yaml and nothing more, the node agents
+// keep private stores. kubectl apply of the examples -> every policy
+// Compiled and Ready with its hash, held by both stores; invalid specs;
+// update and delete; restarts of the operator, a node agent and the
+// apiserver; leader failover between two replicas.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "store/store.h"
+#include "tests/support/apiserver_fixture.h"
+#include "tests/support/subprocess.h"
+
+namespace stockade {
+namespace {
+
+namespace fs = std::filesystem;
+using ::stockade::testing::ApiserverFixture;
+using ::stockade::testing::CommandResult;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+constexpr char kLeaseNamespace[] = "stockade-system";
+
+// A free TCP port on loopback (bound, then released).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+  socklen_t len = sizeof(sin);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  close(fd);
+  return ntohs(sin.sin_port);
+}
+
+// A child process killed (SIGTERM, then SIGKILL) when it goes out of scope.
+class Process {
+ public:
+  static std::unique_ptr<Process> Spawn(const std::vector<std::string>& argv,
+                                        const std::string& log) {
+    auto pid = testing::SpawnDaemon(argv, {}, log);
+    if (!pid.ok()) {
+      ADD_FAILURE() << pid.status();
+      return nullptr;
+    }
+    return std::unique_ptr<Process>(new Process(*pid, log));
+  }
+  ~Process() { Stop(); }
+  void Stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    if (!testing::WaitForExit(pid_, absl::Seconds(10)).has_value()) {
+      kill(pid_, SIGKILL);
+      testing::WaitForExit(pid_, absl::Seconds(10));
+    }
+    pid_ = -1;
+  }
+  bool running() const { return pid_ > 0 && kill(pid_, 0) == 0; }
+  std::string LogTail() const {
+    std::ifstream in(log_);
+    std::vector<std::string> lines;
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+    const size_t from = lines.size() > 30 ? lines.size() - 30 : 0;
+    return absl::StrJoin(lines.begin() + from, lines.end(), "\n");
+  }
+
+ private:
+  Process(pid_t pid, std::string log) : pid_(pid), log_(std::move(log)) {}
+  pid_t pid_;
+  std::string log_;
+};
+
+class OperatorE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(geteuid(), 0u);
+    auto f = ApiserverFixture::Start();
+    ASSERT_TRUE(f.ok()) << f.status();
+    api_ = f->release();
+    // The operator's RBAC, bound to the fixture's token user.
+    const std::string rbac =
+        testing::SourceDir() + "/operator/deploy/rbac.yaml";
+    for (const std::vector<std::string>& args :
+         std::vector<std::vector<std::string>>{
+             {"create", "namespace", kLeaseNamespace},
+             {"create", "namespace", "agents"},
+             {"label", "namespace", "agents", "stockade.dev/enforce=true"},
+             {"apply", "-n", kLeaseNamespace, "-f", rbac},
+             {"create", "clusterrolebinding", "stockade-operator",
+              "--clusterrole=stockade-operator", "--user=stockade-operator"},
+             {"create", "rolebinding", "stockade-operator-leader-election",
+              "-n", kLeaseNamespace, "--role=stockade-operator-leader-election",
+              "--user=stockade-operator"}}) {
+      CommandResult r = api_->Kubectl(args);
+      ASSERT_TRUE(r.ok()) << r.ToString();
+    }
+  }
+  static void TearDownTestSuite() {
+    if (api_ != nullptr) {
+      EXPECT_TRUE(api_->Stop().ok());
+      delete api_;
+      api_ = nullptr;
+    }
+  }
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/stockade-e2e.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    grpc_port_ = FreePort();
+  }
+  void TearDown() override {
+    nodes_.clear();
+    operators_.clear();
+    if (HasFailure()) {
+      CollectLogs();
+      for (const auto& [name, text] : logs_) {
+        std::cerr << "---- " << name << "\n" << text << "\n";
+      }
+    }
+    // Leave the cluster clean for the next test.
+    api_->Kubectl({"delete", "agentpolicies", "--all", "-n", "agents"});
+    api_->Kubectl({"delete", "clusteragentpolicies", "--all"});
+    api_->Kubectl({"delete", "lease", "--all", "-n", kLeaseNamespace});
+    fs::remove_all(dir_);
+  }
+
+  // Starts an operator replica (as the RBAC-bound user) on the shared gRPC
+  // port, or on its own when `own_port`.
+  // Short leases by default (failover tests); the apiserver restart test
+  // uses the production defaults, which outlast a restart.
+  Process* StartOperator(const std::string& identity, int grpc_port = 0,
+                         int lease_seconds = 4, int renew_seconds = 3) {
+    if (grpc_port == 0) grpc_port = grpc_port_;
+    const std::string log = absl::StrCat(dir_, "/operator-", identity, ".log");
+    auto p =
+        Process::Spawn({std::string(STOCKADE_BIN_DIR) + "/stockade-operator",
+                        "--kubeconfig",
+                        api_->operator_kubeconfig(),
+                        "--insecure",
+                        "--grpc-listen",
+                        absl::StrCat("127.0.0.1:", grpc_port),
+                        "--http-listen",
+                        absl::StrCat("127.0.0.1:", FreePort()),
+                        "--lease-namespace",
+                        kLeaseNamespace,
+                        "--identity",
+                        identity,
+                        "--lease-duration",
+                        absl::StrCat(lease_seconds),
+                        "--renew-deadline",
+                        absl::StrCat(renew_seconds),
+                        "--retry-period",
+                        "0.5",
+                        "--resync",
+                        "5"},
+                       log);
+    operators_.push_back(std::move(p));
+    log_paths_[identity] = log;
+    return operators_.back().get();
+  }
+
+  Process* StartNode(const std::string& name, int grpc_port = 0) {
+    if (grpc_port == 0) grpc_port = grpc_port_;
+    const std::string log = absl::StrCat(dir_, "/node-", name, ".log");
+    auto p = Process::Spawn(
+        {std::string(STOCKADE_BIN_DIR) + "/stockade-node", "--server",
+         absl::StrCat("127.0.0.1:", grpc_port), "--insecure", "--node-name",
+         name, "--store", StoreDir(name), "--apparmor", "off", "--backoff-max",
+         "1s", "--gc-interval", "1s"},
+        log);
+    nodes_.push_back(std::move(p));
+    log_paths_[name] = log;
+    return nodes_.back().get();
+  }
+
+  std::string StoreDir(const std::string& node) const {
+    return dir_ + "/store-" + node;
+  }
+
+  // namespace/name -> hash in a node's store.
+  std::map<std::string, std::string> StoreIndex(const std::string& node) {
+    std::map<std::string, std::string> out;
+    auto store = store::Store::Open(StoreDir(node));
+    if (!store.ok()) return out;
+    auto list = store->List();
+    if (!list.ok()) return out;
+    for (const store::IndexEntry& e : *list) {
+      out[e.namespace_ + "/" + e.name] = e.hash;
+    }
+    return out;
+  }
+
+  Json Get(const std::string& kind, const std::string& name,
+           const std::string& ns = "agents") {
+    CommandResult r =
+        api_->Kubectl({"get", kind, name, "-n", ns, "-o", "json"});
+    if (!r.ok()) return Json();
+    return Json::parse(r.out, nullptr, false);
+  }
+
+  static std::string Condition(const Json& object, const std::string& type,
+                               std::string* reason = nullptr,
+                               std::string* message = nullptr) {
+    if (!object.is_object() || !object.contains("status")) return "";
+    for (const Json& c : object["status"].value("conditions", Json::array())) {
+      if (c.value("type", "") == type) {
+        if (reason) *reason = c.value("reason", "");
+        if (message) *message = c.value("message", "");
+        return c.value("status", "");
+      }
+    }
+    return "";
+  }
+
+  // Polls `check` every 100 ms until it is true or `timeout` passes.
+  template <typename F>
+  bool Eventually(F check, absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (check()) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return check();
+  }
+
+  void CollectLogs() {
+    for (const auto& [name, path] : log_paths_) {
+      std::ifstream in(path);
+      std::stringstream s;
+      s << in.rdbuf();
+      std::string text = s.str();
+      if (text.size() > 6000) text = text.substr(text.size() - 6000);
+      logs_[name] = text;
+    }
+  }
+
+  // Ready with a hash, and that hash in both stores.
+  bool PolicyEverywhere(const std::string& name, std::string* hash) {
+    Json p = Get("agentpolicy", name);
+    if (Condition(p, "Ready") != "True") return false;
+    *hash = p["status"].value("policyHash", "");
+    if (hash->empty()) return false;
+    return StoreIndex("node-a")["agents/" + name] == *hash &&
+           StoreIndex("node-b")["agents/" + name] == *hash;
+  }
+
+  static inline ApiserverFixture* api_ = nullptr;
+  std::string dir_;
+  int grpc_port_ = 0;
+  std::vector<std::unique_ptr<Process>> operators_, nodes_;
+  std::map<std::string, std::string> log_paths_, logs_;
+};
+
+TEST_F(OperatorE2ETest, ExamplesCompileDistributeUpdateAndDelete) {
+  StartOperator("op-1");
+  StartNode("node-a");
+  StartNode("node-b");
+  const absl::Time applied = absl::Now();
+  CommandResult apply = api_->Kubectl(
+      {"apply", "-f", testing::SourceDir() + "/examples/policies/"});
+  ASSERT_TRUE(apply.ok()) << apply.ToString();
+  std::map<std::string, std::string> hashes;
+  for (const std::string name : {"research-agent", "strict-agent"}) {
+    EXPECT_TRUE(Eventually([&] {
+      return PolicyEverywhere(name, &hashes[name]);
+    })) << name
+        << ": " << Get("agentpolicy", name).dump(2);
+  }
+  std::cerr << "apply -> Ready in both stores: "
+            << absl::FormatDuration(absl::Now() - applied) << "\n";
+  Json research = Get("agentpolicy", "research-agent");
+  EXPECT_EQ(research["status"]["nodes"].value("summary", ""), "2/2");
+  EXPECT_EQ(research["status"].value("observedGeneration", 0),
+            research["metadata"].value("generation", -1));
+  // An Event says so.
+  CommandResult events =
+      api_->Kubectl({"get", "events", "-n", "agents", "--field-selector",
+                     "involvedObject.name=research-agent", "-o", "json"});
+  ASSERT_TRUE(events.ok()) << events.ToString();
+  EXPECT_THAT(events.out, HasSubstr("Compiled"));
+
+  // Update: a new hash reaches both stores.
+  CommandResult patch = api_->Kubectl({"patch", "agentpolicy", "research-agent",
+                                       "-n", "agents", "--type", "merge", "-p",
+                                       R"({"spec":{"processes":{"max":77}}})"});
+  ASSERT_TRUE(patch.ok()) << patch.ToString();
+  std::string updated;
+  EXPECT_TRUE(Eventually([&] {
+    return PolicyEverywhere("research-agent", &updated) &&
+           updated != hashes["research-agent"];
+  })) << Get("agentpolicy", "research-agent").dump(2);
+  // The old version is collected (no container uses it).
+  EXPECT_TRUE(Eventually([&] {
+    auto store = store::Store::Open(StoreDir("node-a"));
+    auto held = store->ListPolicies();
+    return held.ok() && std::find(held->begin(), held->end(),
+                                  hashes["research-agent"]) == held->end();
+  }));
+
+  // Delete: gone from both indexes.
+  ASSERT_TRUE(
+      api_->Kubectl({"delete", "agentpolicy", "strict-agent", "-n", "agents"})
+          .ok());
+  EXPECT_TRUE(Eventually([&] {
+    return StoreIndex("node-a").count("agents/strict-agent") == 0 &&
+           StoreIndex("node-b").count("agents/strict-agent") == 0;
+  }));
+}
+
+TEST_F(OperatorE2ETest, InvalidSpecsAndGuardrailViolationsAreReported) {
+  StartOperator("op-1");
+  StartNode("node-a");
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f",
+                             testing::SourceDir() +
+                                 "/examples/policies/cluster-guardrails.yaml"})
+                  .ok());
+  // Rejected by the CRD schema at apply.
+  CommandResult bad =
+      api_->Kubectl({"apply", "-f", "-"}, std::nullopt,
+                    "apiVersion: stockade.dev/v1alpha1\nkind: AgentPolicy\n"
+                    "metadata: {name: bad-enum, namespace: agents}\n"
+                    "spec: {syscalls: {baseline: Loose}}\n");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(bad.err, HasSubstr("spec.syscalls.baseline"));
+  // Accepted by the schema, refused by the compiler: the field is named.
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f", "-"}, std::nullopt,
+                            "apiVersion: stockade.dev/v1alpha1\n"
+                            "kind: AgentPolicy\n"
+                            "metadata: {name: unknown-syscall, namespace: "
+                            "agents}\n"
+                            "spec: {syscalls: {allow: [not_a_syscall]}}\n")
+                  .ok());
+  // Loosens the guardrail: pip is a denied executable.
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f", "-"}, std::nullopt,
+                            "apiVersion: stockade.dev/v1alpha1\n"
+                            "kind: AgentPolicy\n"
+                            "metadata: {name: wants-pip, namespace: agents}\n"
+                            "spec:\n"
+                            "  filesystem: {readOnlyRoot: true}\n"
+                            "  exec: {allow: [/usr/bin/pip]}\n")
+                  .ok());
+  std::string reason, message;
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agentpolicy", "unknown-syscall"), "Compiled", &reason,
+                     &message) == "False";
+  }));
+  EXPECT_EQ(reason, "InvalidSpec");
+  EXPECT_THAT(message, HasSubstr("spec.syscalls.allow[0]"));
+  EXPECT_THAT(message, HasSubstr("not_a_syscall"));
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agentpolicy", "wants-pip"), "Compiled", &reason,
+                     &message) == "False";
+  }));
+  EXPECT_EQ(reason, "GuardrailViolation");
+  EXPECT_THAT(message, HasSubstr("baseline"));
+  EXPECT_THAT(message, HasSubstr("/usr/bin/pip"));
+  EXPECT_EQ(Condition(Get("agentpolicy", "wants-pip"), "Ready"), "False");
+  // Nothing of either reaches the node.
+  EXPECT_EQ(StoreIndex("node-a").count("agents/wants-pip"), 0u);
+  EXPECT_EQ(StoreIndex("node-a").count("agents/unknown-syscall"), 0u);
+}
+
+TEST_F(OperatorE2ETest, RestartsOfOperatorNodeAgentAndApiserver) {
+  Process* op = StartOperator("op-1", 0, 15, 10);
+  Process* node = StartNode("node-a");
+  StartNode("node-b");
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f",
+                             testing::SourceDir() +
+                                 "/examples/policies/research-agent.yaml"})
+                  .ok());
+  std::string hash;
+  ASSERT_TRUE(
+      Eventually([&] { return PolicyEverywhere("research-agent", &hash); }));
+
+  // Operator restart: the stores keep serving meanwhile; it resyncs.
+  op->Stop();
+  EXPECT_EQ(StoreIndex("node-a")["agents/research-agent"], hash);
+  // (The first replica released its lease on SIGTERM: no wait.)
+  Process* op2 = StartOperator("op-2", 0, 15, 10);
+  EXPECT_TRUE(
+      Eventually([&] { return PolicyEverywhere("research-agent", &hash); }));
+
+  // Node agent restart with its store intact.
+  node->Stop();
+  EXPECT_EQ(StoreIndex("node-a")["agents/research-agent"], hash);
+  StartNode("node-a");
+  EXPECT_TRUE(Eventually([&] {
+    Json p = Get("agentpolicy", "research-agent");
+    return p.contains("status") &&
+           p["status"]["nodes"].value("summary", "") == "2/2";
+  }));
+
+  // Apiserver restart: watches break and resume; a later change arrives.
+  ASSERT_TRUE(api_->RestartApiserver().ok());
+  ASSERT_TRUE(api_->Kubectl({"patch", "agentpolicy", "research-agent", "-n",
+                             "agents", "--type", "merge", "-p",
+                             R"({"spec":{"processes":{"max":55}}})"})
+                  .ok());
+  std::string after;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return PolicyEverywhere("research-agent", &after) && after != hash;
+      },
+      absl::Seconds(60)));
+  EXPECT_TRUE(op2->running()) << "the operator did not outlast the restart";
+}
+
+TEST_F(OperatorE2ETest, LeaderFailover) {
+  // Two replicas, each with its own gRPC port; the nodes use the first.
+  Process* first = StartOperator("op-a");
+  ASSERT_TRUE(Eventually([&] {
+    Json lease = Get("lease", "stockade-operator", kLeaseNamespace);
+    return lease.is_object() &&
+           lease["spec"].value("holderIdentity", "") == "op-a";
+  }));
+  const int second_port = FreePort();
+  StartOperator("op-b", second_port);
+  StartNode("node-a", second_port);
+  StartNode("node-b", second_port);
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f",
+                             testing::SourceDir() +
+                                 "/examples/policies/research-agent.yaml"})
+                  .ok());
+  // op-a leads (status written) but the nodes talk to op-b, a follower.
+  std::string reason;
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agentpolicy", "research-agent"), "Compiled") ==
+           "True";
+  }));
+  const absl::Time killed = absl::Now();
+  first->Stop(SIGKILL);  // no release: op-b waits out the lease
+  std::string hash;
+  EXPECT_TRUE(
+      Eventually([&] { return PolicyEverywhere("research-agent", &hash); },
+                 absl::Seconds(30)));
+  const absl::Duration takeover = absl::Now() - killed;
+  std::cerr << "failover to Ready on op-b's nodes: "
+            << absl::FormatDuration(takeover) << "\n";
+  EXPECT_LT(takeover, absl::Seconds(4 + 10));
+  Json lease = Get("lease", "stockade-operator", kLeaseNamespace);
+  EXPECT_EQ(lease["spec"].value("holderIdentity", ""), "op-b");
+}
+
+}  // namespace
+}  // namespace stockade
