@@ -218,20 +218,32 @@ TEST(KubeInformerTest, RelistsAfterGoneAndReportsWhatVanished) {
                   ->Patch(kConfigMap, "r", "c", PatchType::kMerge,
                           {{"data", {{"v", "1"}}}})
                   .ok());
-  ASSERT_TRUE(direct->Create(kConfigMap, "r", Cm("d", "0")).ok());
-  // Wait until etcd no longer has the version the informer knows.
+  absl::StatusOr<nlohmann::json> d =
+      direct->Create(kConfigMap, "r", Cm("d", "0"));
+  ASSERT_TRUE(d.ok()) << d.status();
+  const std::string d_rv = (*d)["metadata"]["resourceVersion"];
+  // Wait until etcd has compacted past the last change: then a watch from
+  // any version the informer knows (<= d_rv - 1, starting at <= d_rv) must
+  // get 410. (Compacting past known_rv alone is not enough: a watch starts
+  // at the next revision, which may survive.) Writes elsewhere move etcd's
+  // revision on, so that the compaction can pass d_rv.
+  CreateNamespace(direct.get(), "filler");
   absl::Status compacted;
+  int filler = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
+        (void)direct->Create(kConfigMap, "filler",
+                             Cm(absl::StrCat("f", filler++), "0"));
         compacted = direct
                         ->List(kConfigMap, "r",
-                               ListOptions{.resource_version = known_rv,
+                               ListOptions{.resource_version = d_rv,
                                            .resource_version_match = "Exact"})
                         .status();
         return IsGone(compacted);
       },
-      absl::Seconds(20)))
+      absl::Seconds(30)))
       << compacted;
+  EXPECT_FALSE(known_rv.empty());
   EXPECT_TRUE(rec.Take().empty());  // nothing seen while cut off
 
   (*proxy)->SetEnabled(true);
