@@ -379,7 +379,14 @@ TEST_F(OperatorE2ETest, InvalidSpecsAndGuardrailViolationsAreReported) {
   EXPECT_THAT(message, HasSubstr("baseline"));
   EXPECT_THAT(message, HasSubstr("/usr/bin/pip"));
   EXPECT_EQ(Condition(Get("agentpolicy", "wants-pip"), "Ready"), "False");
-  // Nothing of either reaches the node.
+  // Nothing of either reaches the node, which does receive a valid policy
+  // applied after them (so an empty store is not mistaken for a refusal).
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f",
+                             testing::SourceDir() +
+                                 "/examples/policies/strict-agent.yaml"})
+                  .ok());
+  EXPECT_TRUE(Eventually(
+      [&] { return StoreIndex("node-a").count("agents/strict-agent") == 1; }));
   EXPECT_EQ(StoreIndex("node-a").count("agents/wants-pip"), 0u);
   EXPECT_EQ(StoreIndex("node-a").count("agents/unknown-syscall"), 0u);
 }
