@@ -8,6 +8,7 @@
 
 #include "operator/compiler/compile.h"
 #include "operator/compiler/manifest/manifest.h"
+#include "operator/compiler/packed_policy.h"
 #include "shim/init/seccomp_loader.h"
 
 namespace {
@@ -72,6 +73,42 @@ void BM_SeccompToBpf(benchmark::State& state, const char* file) {
   }
 }
 
+// What the operator pays to hold a compiled policy compressed (on every
+// compile) and to get it back (for every node it sends the policy to).
+stockade::v1::CompiledPolicy CompiledExample(const char* file) {
+  auto decoded = stockade::compiler::DecodeManifests(Read(file), file);
+  const auto policy =
+      std::get<stockade::v1::AgentPolicy>(decoded.documents.at(0).object);
+  return *stockade::compiler::CompileAgentPolicy(policy, {}, {}).compiled;
+}
+
+void BM_Pack(benchmark::State& state, const char* file) {
+  const stockade::v1::CompiledPolicy compiled = CompiledExample(file);
+  size_t packed_size = 0;
+  for (auto _ : state) {
+    auto packed = stockade::compiler::PackedPolicy::Pack(compiled);
+    packed_size = (*packed)->packed_size();
+    benchmark::DoNotOptimize(packed);
+  }
+  state.counters["wire_bytes"] = static_cast<double>(compiled.ByteSizeLong());
+  state.counters["packed_bytes"] = static_cast<double>(packed_size);
+}
+
+void BM_Unpack(benchmark::State& state, const char* file) {
+  auto packed = stockade::compiler::PackedPolicy::Pack(CompiledExample(file));
+  stockade::v1::CompiledPolicy out;
+  for (auto _ : state) {
+    if (!(*packed)->UnpackTo(&out).ok()) state.SkipWithError("unpack failed");
+    benchmark::DoNotOptimize(out);
+  }
+}
+
+BENCHMARK_CAPTURE(BM_Pack, research_agent, "research-agent.yaml")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Pack, strict_agent, "strict-agent.yaml")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Unpack, research_agent, "research-agent.yaml")
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_DecodeAndCompile, research_agent, "research-agent.yaml")
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_DecodeAndCompile, strict_agent, "strict-agent.yaml")

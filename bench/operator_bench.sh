@@ -90,5 +90,21 @@ printf '%-52s %s ms\n' "kubectl apply -> node store, max" "$max"
 printf '%-52s %.1f s\n' "$m policies created -> all in the node store" \
   "$(awk -v a="$start" -v b="$end" 'BEGIN{print (b-a)/1e9}')"
 printf '%-52s %s MB\n' "operator RSS with $want policies" "$(rss "$op")"
+printf '%-52s %s MB\n' "operator heap in use after its last reconcile" \
+  "$(curl -s "http://127.0.0.1:$http/metrics" | awk '/^stockade_heap_bytes/ {printf "%.1f", $2/1048576}')"
+metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+# Settled: no status write for 5 s (the operator has written every status).
+last=""; quiet=0
+while [ "$quiet" -lt 5 ]; do
+  now=$(metric stockade_status_writes_total)
+  if [ "$now" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; last=$now; fi
+  sleep 1
+done
+settled=$(date +%s%N)
+printf '%-52s %.1f s\n' "$m policies created -> every status written" \
+  "$(awk -v a="$start" -v b="$settled" 'BEGIN{print (b-a - 5e9)/1e9}')"
+printf '%-52s %s MB\n' "operator RSS, settled (every status written)" "$(rss "$op")"
+printf '%-52s %s MB\n' "operator heap in use, settled" \
+  "$(metric stockade_heap_bytes | awk '{printf "%.1f", $1/1048576}')"
 printf '%-52s %s MB\n' "node agent RSS with $want policies" "$(rss "$node")"
 printf '%-52s %s ms\n' "mean reconcile (every policy, all runs)" "$reconcile"

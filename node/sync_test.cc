@@ -30,6 +30,7 @@ using ::stockade::distribution::PolicyPtr;
 using ::stockade::distribution::SnapshotParts;
 using ::stockade::distribution::testing::EntriesFor;
 using ::stockade::distribution::testing::MakePolicy;
+using ::stockade::distribution::testing::Packed;
 using ::stockade::v1::CompiledPolicy;
 using ::stockade::v1::NodeStatus;
 using ::stockade::v1::PolicyUpdate;
@@ -37,14 +38,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAreArray;
-
-std::vector<PolicyPtr> Share(const std::vector<CompiledPolicy>& policies) {
-  std::vector<PolicyPtr> out;
-  for (const auto& p : policies) {
-    out.push_back(std::make_shared<const CompiledPolicy>(p));
-  }
-  return out;
-}
 
 class SyncTest : public ::testing::Test {
  protected:
@@ -79,7 +72,7 @@ class SyncTest : public ::testing::Test {
       const std::vector<CompiledPolicy>& unindexed = {}) {
     std::vector<CompiledPolicy> all = policies;
     all.insert(all.end(), unindexed.begin(), unindexed.end());
-    auto state = MakeDesiredState(Share(all), EntriesFor(policies));
+    auto state = MakeDesiredState(Packed(all), EntriesFor(policies));
     EXPECT_TRUE(state.ok()) << state.status();
     state->version = version;
     return std::make_shared<const DesiredState>(*std::move(state));

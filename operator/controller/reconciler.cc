@@ -12,6 +12,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "operator/compiler/compile.h"
+#include "operator/compiler/packed_policy.h"
 #include "operator/compiler/validate.h"
 #include "operator/controller/conditions.h"
 
@@ -23,7 +24,7 @@ using compiler::Problem;
 struct PolicyReconciler::CompileEntry {
   enum class Outcome { kCompiled, kInvalidSpec, kGuardrailViolation, kError };
   Outcome outcome = Outcome::kCompiled;
-  std::shared_ptr<const v1::CompiledPolicy> compiled;
+  compiler::PackedPolicyPtr compiled;
   std::vector<Problem> problems;
   // Guardrails (ClusterAgentPolicy names) that a violation names.
   std::vector<std::string> rejected_by;
@@ -35,7 +36,7 @@ struct PolicyReconciler::PolicyMemory {
   v1::AgentPolicyStatus status;
   // The last version that compiled, and the fingerprint of the guardrails
   // it was checked against.
-  std::shared_ptr<const v1::CompiledPolicy> last_good;
+  compiler::PackedPolicyPtr last_good;
   std::string last_good_guardrails;
   // The hash of the last "Distributed" event.
   std::string announced;
@@ -382,13 +383,15 @@ ReconcileResult PolicyReconciler::Reconcile(const Snapshot& snapshot) {
             }
             auto compiled =
                 compiler::CompileEffective(merged.effective, source);
-            if (compiled.ok()) {
-              e->compiled = std::make_shared<const v1::CompiledPolicy>(
-                  *std::move(compiled));
+            absl::StatusOr<compiler::PackedPolicyPtr> packed =
+                compiled.ok() ? compiler::PackedPolicy::Pack(*compiled)
+                              : compiled.status();
+            if (packed.ok()) {
+              e->compiled = *std::move(packed);
             } else {
               e->outcome = Outcome::kError;
               e->problems.push_back(Problem{
-                  "", 0, "spec", std::string(compiled.status().message())});
+                  "", 0, "spec", std::string(packed.status().message())});
             }
           }
         }
@@ -424,7 +427,7 @@ ReconcileResult PolicyReconciler::Reconcile(const Snapshot& snapshot) {
     // The compiled policy in force: this generation's, else the last good
     // one while the guardrails it was checked against are still those in
     // force (a guardrail is never loosened by keeping an old version).
-    std::shared_ptr<const v1::CompiledPolicy> current;
+    compiler::PackedPolicyPtr current;
     bool kept = false;
     if (entry != nullptr && entry->compiled != nullptr) {
       current = entry->compiled;

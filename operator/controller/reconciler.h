@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "operator/compiler/merge.h"
+#include "operator/compiler/packed_policy.h"
 #include "operator/controller/objects.h"
 #include "stockade/v1/compiled.pb.h"
 #include "stockade/v1/policy.pb.h"
@@ -80,9 +81,9 @@ using IndexKey = std::pair<std::string, std::string>;
 // What every node should hold.
 struct DesiredSet {
   // Every desired compiled policy, by hash: the one in force for each policy
-  // and older ones still used by a container on some node.
-  std::map<std::string, std::shared_ptr<const stockade::v1::CompiledPolicy>>
-      policies;
+  // and older ones still used by a container on some node. Held packed
+  // (compressed): the operator keeps every policy of the cluster.
+  std::map<std::string, compiler::PackedPolicyPtr> policies;
   // (namespace, name) -> hash of the compiled policy in force.
   std::map<IndexKey, std::string> index;
   // sha256 (hex) over the hashes and the index: equal versions, equal sets.
@@ -176,8 +177,7 @@ class PolicyReconciler {
   absl::flat_hash_map<std::string, std::unique_ptr<ClusterMemory>>
       cluster_memory_;
   // The last call's desired policies, for retention while in use.
-  std::map<std::string, std::shared_ptr<const stockade::v1::CompiledPolicy>>
-      previous_desired_;
+  std::map<std::string, compiler::PackedPolicyPtr> previous_desired_;
 };
 
 }  // namespace stockade::controller

@@ -205,7 +205,8 @@ TEST(ReconcilerTest, ExamplesCompileAndAreReadyOnceEveryNodeHoldsThem) {
     // exactly what the compiler's front door makes of the same input.
     EXPECT_EQ(first.desired.index.at({r.object.namespace_, r.object.name}),
               r.status.policy_hash());
-    const auto& compiled = *first.desired.policies.at(r.status.policy_hash());
+    const v1::CompiledPolicy compiled =
+        *first.desired.policies.at(r.status.policy_hash())->Unpack();
     for (const auto& p : s.policies) {
       if (p.object.metadata().name() != r.object.name) continue;
       auto direct = compiler::CompileAgentPolicy(
@@ -428,7 +429,8 @@ TEST(ReconcilerTest, GuardrailChangeRecompilesEveryPolicyItSelects) {
       EXPECT_EQ(r.status.policy_hash(), old_hash);
     } else {
       EXPECT_NE(r.status.policy_hash(), old_hash);
-      const auto& compiled = *after.desired.policies.at(r.status.policy_hash());
+      const v1::CompiledPolicy compiled =
+          *after.desired.policies.at(r.status.policy_hash())->Unpack();
       EXPECT_THAT(compiled.effective().filesystem().deny(),
                   testing::Contains("/opt/secrets"));
     }
@@ -735,8 +737,7 @@ TEST(ReconcilerTest, OutputIsDeterministicWhateverTheInputOrder) {
     EXPECT_EQ(x.desired.fingerprint, y.desired.fingerprint);
     ASSERT_EQ(x.desired.policies.size(), y.desired.policies.size());
     for (const auto& [hash, policy] : x.desired.policies) {
-      EXPECT_EQ(policy->SerializeAsString(),
-                y.desired.policies.at(hash)->SerializeAsString());
+      EXPECT_TRUE(policy->SameContent(*y.desired.policies.at(hash)));
     }
     EXPECT_EQ(x.desired.index, y.desired.index);
     ASSERT_EQ(x.policies.size(), y.policies.size());

@@ -12,7 +12,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "store/store.h"
 
 namespace stockade::distribution {
@@ -48,6 +47,15 @@ class PartBudget {
   size_t items_ = 0;
 };
 
+// Adds the body of `policy` to `out`. A policy that does not unpack (memory
+// corruption: nothing else makes it fail) is left out; the node then reports
+// the hash missing and the next version sends it again.
+void AddPolicy(const PolicyPtr& policy, PolicyUpdate* out) {
+  if (!policy->UnpackTo(out->add_policies()).ok()) {
+    out->mutable_policies()->RemoveLast();
+  }
+}
+
 void FillIndexEntry(const IndexKey& key, const std::string& hash,
                     stockade::v1::IndexEntry* out) {
   out->mutable_key()->set_namespace_(key.first);
@@ -79,7 +87,7 @@ class SnapshotSource : public PartSource {
     for (; body_ != state_->policies.end(); ++body_) {
       if (held_.contains(body_->first)) continue;
       if (!budget.Take(body_->second.bytes)) return true;
-      *out->add_policies() = *body_->second.policy;
+      AddPolicy(body_->second.policy, out);
       ++policies_sent_;
     }
     for (; hash_ != state_->policies.end(); ++hash_) {
@@ -134,7 +142,7 @@ class DeltaSource : public PartSource {
     for (; upsert_ < delta_->upserts.size(); ++upsert_) {
       const DesiredState::Policy& p = delta_->upserts[upsert_];
       if (!budget.Take(p.bytes)) return true;
-      *out->add_policies() = *p.policy;
+      AddPolicy(p.policy, out);
       ++policies_sent_;
     }
     for (; dropped_ < delta_->dropped.size(); ++dropped_) {
@@ -200,7 +208,7 @@ absl::StatusOr<DesiredState> MakeDesiredState(
       return absl::InvalidArgumentError(absl::StrCat(
           "desired state: policy ", hash, ": source ", s.message()));
     }
-    const size_t bytes = policy->ByteSizeLong();
+    const size_t bytes = policy->serialized_size();
     if (bytes > max_policy_bytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("desired state: policy ", Display(source), " (", hash,
@@ -209,8 +217,7 @@ absl::StatusOr<DesiredState> MakeDesiredState(
     }
     auto [it, inserted] = state.policies.try_emplace(hash);
     if (!inserted) {
-      if (!google::protobuf::util::MessageDifferencer::Equals(
-              *it->second.policy, *policy)) {
+      if (!it->second.policy->SameContent(*policy)) {
         return absl::InvalidArgumentError(
             absl::StrCat("desired state: two different policies have hash ",
                          hash, " (", Display(source), ")"));

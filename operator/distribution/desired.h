@@ -17,12 +17,14 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "operator/compiler/packed_policy.h"
 #include "stockade/v1/compiled.pb.h"
 #include "stockade/v1/distribution.pb.h"
 
 namespace stockade::distribution {
 
-using PolicyPtr = std::shared_ptr<const stockade::v1::CompiledPolicy>;
+// Compiled policies are held packed (compressed); see packed_policy.h.
+using PolicyPtr = compiler::PackedPolicyPtr;
 
 // (namespace, name); namespace "" for cluster-scoped policies.
 using IndexKey = std::pair<std::string, std::string>;

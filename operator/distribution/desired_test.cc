@@ -20,20 +20,13 @@ using testing::EntryFor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using testing::MakePolicy;
-
-std::vector<PolicyPtr> Share(const std::vector<CompiledPolicy>& policies) {
-  std::vector<PolicyPtr> out;
-  for (const auto& p : policies) {
-    out.push_back(std::make_shared<const CompiledPolicy>(p));
-  }
-  return out;
-}
+using testing::Packed;
 
 TEST(MakeDesiredStateTest, Valid) {
   const std::vector<CompiledPolicy> policies = {
       MakePolicy("team-a", "one", "1"), MakePolicy("", "cluster", "c"),
       MakePolicy("team-a", "one", "old")};
-  auto state = MakeDesiredState(Share(policies),
+  auto state = MakeDesiredState(Packed(policies),
                                 {EntryFor(policies[0]), EntryFor(policies[1])});
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->policies.size(), 3u);
@@ -42,7 +35,7 @@ TEST(MakeDesiredStateTest, Valid) {
   EXPECT_EQ(state->policies.at(policies[0].hash()).bytes,
             policies[0].ByteSizeLong());
   // The same policy twice is fine.
-  EXPECT_TRUE(MakeDesiredState(Share({policies[0], policies[0]}), {}).ok());
+  EXPECT_TRUE(MakeDesiredState(Packed({policies[0], policies[0]}), {}).ok());
 }
 
 TEST(MakeDesiredStateTest, Rejects) {
@@ -50,7 +43,7 @@ TEST(MakeDesiredStateTest, Rejects) {
   const CompiledPolicy b = MakePolicy("team-a", "two", "2");
   auto error = [](std::vector<CompiledPolicy> policies,
                   std::vector<IndexEntry> index) {
-    auto s = MakeDesiredState(Share(policies), index);
+    auto s = MakeDesiredState(Packed(policies), index);
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
     return std::string(s.status().message());
   };
@@ -71,7 +64,7 @@ TEST(MakeDesiredStateTest, Rejects) {
   EXPECT_THAT(error({a}, {EntryFor(a), EntryFor(a)}), HasSubstr("twice"));
   EXPECT_THAT(error({a}, {{"team-a", "../x", a.hash()}}),
               HasSubstr("invalid policy name"));
-  auto big = MakeDesiredState(Share({MakePolicy("a", "b", "c", 2000)}), {},
+  auto big = MakeDesiredState(Packed({MakePolicy("a", "b", "c", 2000)}), {},
                               /*max_policy_bytes=*/1000);
   EXPECT_THAT(big.status().message(), HasSubstr("more than the 1000"));
 }
@@ -81,8 +74,8 @@ TEST(ComputeDeltaTest, AddsDropsAndMovesEntries) {
   const CompiledPolicy a2 = MakePolicy("team-a", "one", "2");
   const CompiledPolicy b = MakePolicy("team-a", "two", "b");
   const CompiledPolicy c = MakePolicy("", "three", "c");
-  auto from = MakeDesiredState(Share({a1, b}), EntriesFor({a1, b}));
-  auto to = MakeDesiredState(Share({a2, c}), EntriesFor({a2, c}));
+  auto from = MakeDesiredState(Packed({a1, b}), EntriesFor({a1, b}));
+  auto to = MakeDesiredState(Packed({a2, c}), EntriesFor({a2, c}));
   ASSERT_TRUE(from.ok() && to.ok());
   to->version = 7;
   const Delta d = ComputeDelta(*from, *to);
@@ -123,7 +116,7 @@ TEST(PartsTest, SnapshotSplitsAndSkipsHeldBodies) {
     policies.push_back(
         MakePolicy("team-a", "p" + std::to_string(i), "s", 10'000));
   }
-  auto state = MakeDesiredState(Share(policies), EntriesFor(policies));
+  auto state = MakeDesiredState(Packed(policies), EntriesFor(policies));
   ASSERT_TRUE(state.ok());
   state->version = 3;
   auto shared = std::make_shared<const DesiredState>(*state);
@@ -167,8 +160,8 @@ TEST(PartsTest, DeltaCarriesEverything) {
     before.push_back(MakePolicy("ns", "p" + std::to_string(i), "old", 3000));
     after.push_back(MakePolicy("ns", "q" + std::to_string(i), "new", 3000));
   }
-  auto from = MakeDesiredState(Share(before), EntriesFor(before));
-  auto to = MakeDesiredState(Share(after), EntriesFor(after));
+  auto from = MakeDesiredState(Packed(before), EntriesFor(before));
+  auto to = MakeDesiredState(Packed(after), EntriesFor(after));
   ASSERT_TRUE(from.ok() && to.ok());
   to->version = 2;
   auto delta = std::make_shared<const Delta>(ComputeDelta(*from, *to));

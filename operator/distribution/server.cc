@@ -860,7 +860,7 @@ HoldingCount DistributionServer::Impl::NodesHolding(
   if (desired_ != nullptr) {
     auto it = desired_->policies.find(std::string(hash));
     if (it != desired_->policies.end()) {
-      profile = it->second.policy->apparmor().name();
+      profile = it->second.policy->apparmor_profile();
     }
   }
   HoldingCount count;
@@ -967,13 +967,14 @@ const std::string& DistributionServer::server_id() const {
 absl::Status DistributionServer::SetDesired(
     std::vector<stockade::v1::CompiledPolicy> policies,
     const std::vector<IndexEntry>& index) {
-  std::vector<PolicyPtr> shared;
-  shared.reserve(policies.size());
-  for (auto& p : policies) {
-    shared.push_back(
-        std::make_shared<const stockade::v1::CompiledPolicy>(std::move(p)));
+  std::vector<PolicyPtr> packed;
+  packed.reserve(policies.size());
+  for (const auto& p : policies) {
+    absl::StatusOr<PolicyPtr> one = compiler::PackedPolicy::Pack(p);
+    if (!one.ok()) return one.status();
+    packed.push_back(*std::move(one));
   }
-  return impl_->SetDesired(std::move(shared), index);
+  return impl_->SetDesired(std::move(packed), index);
 }
 
 absl::Status DistributionServer::SetDesired(

@@ -152,7 +152,7 @@ class DistributionServer {
   // when the state is inconsistent (see MakeDesiredState).
   absl::Status SetDesired(std::vector<stockade::v1::CompiledPolicy> policies,
                           const std::vector<IndexEntry>& index);
-  // The same, sharing the policies with the caller instead of copying.
+  // The same, with the policies packed already (shared with the caller).
   absl::Status SetDesired(std::vector<PolicyPtr> policies,
                           const std::vector<IndexEntry>& index);
 

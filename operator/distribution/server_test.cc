@@ -530,7 +530,7 @@ TEST_F(ServerTest, TenThousandPolicies) {
   // delta), a snapshot to one node, a no-op SetDesired, a one-policy change.
   std::vector<PolicyPtr> policies;
   for (int i = 0; i < 10'000; ++i) {
-    policies.push_back(std::make_shared<const CompiledPolicy>(MakePolicy(
+    policies.push_back(*compiler::PackedPolicy::Pack(MakePolicy(
         "ns-" + std::to_string(i % 100), "p" + std::to_string(i), "1", 1000)));
   }
   std::vector<IndexEntry> index;
@@ -554,8 +554,8 @@ TEST_F(ServerTest, TenThousandPolicies) {
   ASSERT_TRUE(server_->SetDesired(policies, index).ok());
   const absl::Duration same = absl::Now() - t;
   EXPECT_EQ(server_->version(), 1u);
-  policies[5] = std::make_shared<const CompiledPolicy>(
-      MakePolicy("ns-5", "p5", "2", 1000));
+  policies[5] =
+      *compiler::PackedPolicy::Pack(MakePolicy("ns-5", "p5", "2", 1000));
   index[5] = testing::EntryFor(*policies[5]);
   t = absl::Now();
   ASSERT_TRUE(server_->SetDesired(policies, index).ok());
@@ -563,7 +563,8 @@ TEST_F(ServerTest, TenThousandPolicies) {
   auto delta = ReadVersion(*s);
   ASSERT_EQ(delta.size(), 1u);
   EXPECT_EQ(delta[0].policies_size(), 1);
-  std::cout << "[distribution] 10,000 policies (" << policies[0]->ByteSizeLong()
+  std::cout << "[distribution] 10,000 policies ("
+            << policies[0]->serialized_size()
             << " bytes each): first SetDesired "
             << absl::ToDoubleMilliseconds(first) << " ms, unchanged "
             << absl::ToDoubleMilliseconds(same) << " ms, one changed "

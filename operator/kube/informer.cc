@@ -20,6 +20,32 @@ std::string KeyOf(const json& object) {
   return MakeKey(NamespaceOf(object), NameOf(object));
 }
 
+void CompactObject(json& object) {
+  if (!object.is_object()) return;
+  json compact = json::object();
+  for (const char* field : {"apiVersion", "kind"}) {
+    if (auto it = object.find(field); it != object.end()) compact[field] = *it;
+  }
+  if (auto md = object.find("metadata");
+      md != object.end() && md->is_object()) {
+    json& meta = compact["metadata"] = json::object();
+    for (const char* field :
+         {"name", "namespace", "uid", "generation", "resourceVersion"}) {
+      if (auto it = md->find(field); it != md->end()) meta[field] = *it;
+    }
+  }
+  compact[kRawField] = object.dump();
+  object = std::move(compact);
+}
+
+std::string ObjectText(const json& object) {
+  if (object.is_object()) {
+    auto raw = object.find(kRawField);
+    if (raw != object.end() && raw->is_string()) return raw->get<std::string>();
+  }
+  return object.dump();
+}
+
 void SplitKey(absl::string_view key, std::string* ns, std::string* name) {
   size_t slash = key.find('/');
   if (slash == absl::string_view::npos) {

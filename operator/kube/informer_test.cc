@@ -362,6 +362,26 @@ TEST(KubeInformerTest, SyncsAThousandPolicies) {
   EXPECT_LT(sync, absl::Seconds(10));
 }
 
+TEST(KubeInformerTest, CompactObjectKeepsKeysVersionsAndTheWholeText) {
+  const json full = json::parse(R"({
+    "apiVersion": "stockade.dev/v1alpha1", "kind": "AgentPolicy",
+    "metadata": {"name": "a", "namespace": "team", "uid": "u1",
+                 "generation": 3, "resourceVersion": "42",
+                 "labels": {"x": "y"}},
+    "spec": {"mode": "Enforce"},
+    "status": {"policyHash": "abc"}})");
+  json compact = full;
+  CompactObject(compact);
+  EXPECT_EQ(KeyOf(compact), "team/a");
+  EXPECT_EQ(ResourceVersionOf(compact), "42");
+  EXPECT_EQ(compact["metadata"]["generation"], 3);
+  EXPECT_FALSE(compact.contains("spec"));
+  EXPECT_FALSE(compact["metadata"].contains("labels"));
+  EXPECT_EQ(json::parse(ObjectText(compact)), full);
+  // An object never compacted is its own text.
+  EXPECT_EQ(json::parse(ObjectText(full)), full);
+}
+
 TEST(KubeInformerTest, BackoffGrowsWithJitterAndIsCapped) {
   Backoff b(absl::Milliseconds(200), absl::Seconds(30));
   std::vector<absl::Duration> d;

@@ -110,6 +110,11 @@ OperatorMetrics::OperatorMetrics(prometheus::Registry& registry)
                   .Help("AgentPolicies known.")
                   .Register(registry)
                   .Add({});
+  heap_bytes = &prometheus::BuildGauge()
+                    .Name("stockade_heap_bytes")
+                    .Help("Heap in use after the last reconcile.")
+                    .Register(registry)
+                    .Add({});
   reconcile_seconds =
       &prometheus::BuildHistogram()
            .Name("stockade_reconcile_duration_seconds")

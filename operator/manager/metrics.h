@@ -29,6 +29,9 @@ class OperatorMetrics {
   prometheus::Counter* status_writes;
   prometheus::Gauge* queue_depth;
   prometheus::Gauge* policies;
+  // malloc's bytes in use after the last reconcile (RSS minus this is
+  // memory freed but not returned, and code).
+  prometheus::Gauge* heap_bytes;
   prometheus::Histogram* reconcile_seconds;
 
  private:

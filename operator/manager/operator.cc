@@ -1,5 +1,6 @@
 #include "operator/manager/operator.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -41,7 +43,9 @@ std::string DefaultIdentity() {
 }
 
 // Decoded objects by key, reused while their resourceVersion is unchanged:
-// a reconcile of 10,000 unchanged policies decodes none.
+// a reconcile of 10,000 unchanged policies decodes none. Take() lends the
+// objects to one reconcile (moved, not copied: they are most of the
+// operator's memory) and Return() takes them back.
 template <typename T>
 class DecodeCache {
  public:
@@ -50,42 +54,54 @@ class DecodeCache {
 
   // The objects of `list`, decoded; undecodable ones are logged and
   // skipped (the API server validated them against the CRD already).
-  std::vector<T> Decode(const std::vector<kube::ObjectPtr>& list,
-                        const distribution::LogFn& log) {
-    std::map<std::string, std::pair<std::string, T>> next;
+  // Objects not in `list` are forgotten.
+  std::vector<T> Take(const std::vector<kube::ObjectPtr>& list,
+                      const distribution::LogFn& log) {
+    std::map<std::string, Entry> next;
     std::vector<T> out;
     out.reserve(list.size());
+    lent_.clear();
     for (const kube::ObjectPtr& object : list) {
-      const std::string key = kube::KeyOf(*object);
-      std::string version;
-      auto meta = object->find("metadata");
-      if (meta != object->end() && meta->contains("resourceVersion") &&
-          (*meta)["resourceVersion"].is_string()) {
-        version = (*meta)["resourceVersion"].get<std::string>();
-      }
+      std::string key = kube::KeyOf(*object);
+      const std::string version = kube::ResourceVersionOf(*object);
       auto cached = cache_.find(key);
       if (cached != cache_.end() && !version.empty() &&
-          cached->second.first == version) {
-        out.push_back(cached->second.second);
-        next.emplace(key, std::move(cached->second));
-        continue;
+          cached->second.version == version) {
+        out.push_back(std::move(cached->second.object));
+      } else {
+        absl::StatusOr<T> decoded = decode_(kube::ObjectText(*object));
+        if (!decoded.ok()) {
+          log(LogLevel::kWarning, "cannot decode object",
+              {{"key", key},
+               {"error", std::string(decoded.status().message())}});
+          continue;
+        }
+        out.push_back(*std::move(decoded));
       }
-      absl::StatusOr<T> decoded = decode_(object->dump());
-      if (!decoded.ok()) {
-        log(LogLevel::kWarning, "cannot decode object",
-            {{"key", key}, {"error", std::string(decoded.status().message())}});
-        continue;
-      }
-      out.push_back(*decoded);
-      next.emplace(key, std::make_pair(version, *std::move(decoded)));
+      next[key].version = version;
+      lent_.push_back(std::move(key));
     }
     cache_ = std::move(next);
     return out;
   }
 
+  // Takes back what the last Take() lent, in its order.
+  void Return(std::vector<T> objects) {
+    for (size_t i = 0; i < objects.size() && i < lent_.size(); ++i) {
+      auto it = cache_.find(lent_[i]);
+      if (it != cache_.end()) it->second.object = std::move(objects[i]);
+    }
+    lent_.clear();
+  }
+
  private:
+  struct Entry {
+    std::string version;
+    T object;
+  };
   Decoder decode_;
-  std::map<std::string, std::pair<std::string, T>> cache_;
+  std::map<std::string, Entry> cache_;
+  std::vector<std::string> lent_;  // keys of what Take() returned
 };
 
 absl::StatusOr<controller::AgentPolicyObject> DecodePolicy(
@@ -191,13 +207,20 @@ struct Operator::Impl {
   absl::Status ReconcileOnce() {
     const absl::Time start = absl::Now();
     controller::Snapshot snapshot;
-    snapshot.policies = policy_cache.Decode(policies->List(), log);
+    snapshot.policies = policy_cache.Take(policies->List(), log);
     snapshot.cluster_policies =
-        cluster_cache.Decode(cluster_policies->List(), log);
-    for (controller::NamespaceObject& ns :
-         ns_cache.Decode(namespaces->List(), log)) {
-      snapshot.namespaces[ns.name] = std::move(ns.labels);
+        cluster_cache.Take(cluster_policies->List(), log);
+    std::vector<controller::NamespaceObject> namespace_objects =
+        ns_cache.Take(namespaces->List(), log);
+    for (const controller::NamespaceObject& ns : namespace_objects) {
+      snapshot.namespaces[ns.name] = ns.labels;
     }
+    ns_cache.Return(std::move(namespace_objects));
+    // However this reconcile ends, the decoded objects go back.
+    absl::Cleanup return_objects = [&] {
+      policy_cache.Return(std::move(snapshot.policies));
+      cluster_cache.Return(std::move(snapshot.cluster_policies));
+    };
     for (const distribution::NodeInfo& node : server->Nodes()) {
       if (!node.connected) continue;
       controller::NodeState state;
@@ -272,6 +295,12 @@ struct Operator::Impl {
            {"version", absl::StrCat(server->version())},
            {"nodes", absl::StrCat(snapshot.nodes.size())}});
     }
+    // The result and the compiled policies a change replaced are freed now;
+    // give their pages back rather than keep the peak.
+    std::move(return_objects).Invoke();
+    result = controller::ReconcileResult();
+    malloc_trim(0);
+    metrics->heap_bytes->Set(static_cast<double>(mallinfo2().uordblks));
     return first_error;
   }
 };
@@ -336,8 +365,11 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
     impl.log(LogLevel::kWarning, "list/watch error",
              {{"error", std::string(s.message())}});
   };
+  // Policies are many and decoded by DecodeCache: cache them compact.
+  kube::InformerOptions policy_options = informer_options;
+  policy_options.transform = kube::CompactObject;
   impl.policies = std::make_unique<kube::Informer>(
-      impl.client.get(), kube::kAgentPolicy, informer_options);
+      impl.client.get(), kube::kAgentPolicy, policy_options);
   impl.cluster_policies = std::make_unique<kube::Informer>(
       impl.client.get(), kube::kClusterAgentPolicy, informer_options);
   impl.namespaces = std::make_unique<kube::Informer>(

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "operator/compiler/packed_policy.h"
 #include "operator/distribution/desired.h"
 #include "stockade/v1/compiled.pb.h"
 #include "store/store.h"
@@ -38,6 +39,20 @@ inline stockade::v1::CompiledPolicy MakePolicy(const std::string& ns,
 
 inline IndexEntry EntryFor(const stockade::v1::CompiledPolicy& p) {
   return {p.source().namespace_(), p.source().name(), p.hash()};
+}
+
+inline IndexEntry EntryFor(const compiler::PackedPolicy& p) {
+  return {p.source().namespace_(), p.source().name(), p.hash()};
+}
+
+// The policies packed, as the operator holds them.
+inline std::vector<PolicyPtr> Packed(
+    const std::vector<stockade::v1::CompiledPolicy>& policies) {
+  std::vector<PolicyPtr> out;
+  for (const auto& p : policies) {
+    out.push_back(*compiler::PackedPolicy::Pack(p));
+  }
+  return out;
 }
 
 inline std::vector<IndexEntry> EntriesFor(
