@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/flags.h"
 #include "cli/inputs.h"
+#include "cli/kubectl.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "operator/compiler/explain.h"
@@ -32,7 +34,11 @@ Usage:
   stockade apply-spec --policy FILE --spec CONFIG_JSON [--guardrails FILE]...
                       [--apparmor auto|on|off] [--output FILE]
   stockade install --store DIR [--guardrails FILE]... FILE...
+  stockade status [-n NAMESPACE | -A] [-o json]   (reads the cluster)
   stockade COMMAND --help
+
+Installed as kubectl-stockade, `kubectl stockade` also explains and diffs the
+policies deployed in the cluster (kubectl stockade --help).
 
 FILE is a YAML or JSON manifest (several documents allowed; "-" reads stdin)
 holding AgentPolicy, ClusterAgentPolicy and Agent objects. ClusterAgentPolicies
@@ -98,60 +104,6 @@ the shim finds it by namespace and name. Prints namespace/name and hash.
 )"},
   };
   return *help;
-}
-
-// Parsed command line of one command.
-struct Flags {
-  std::vector<std::string> positional;
-  std::multimap<std::string, std::string> values;
-  bool help = false;
-
-  std::string Get(const std::string& name, const std::string& def = "") const {
-    auto it = values.find(name);
-    return it == values.end() ? def : it->second;
-  }
-  std::vector<std::string> All(const std::string& name) const {
-    std::vector<std::string> out;
-    auto [b, e] = values.equal_range(name);
-    for (auto it = b; it != e; ++it) out.push_back(it->second);
-    return out;
-  }
-};
-
-// Parses --flag VALUE and --flag=VALUE for the flags in `known`.
-bool ParseFlags(const std::vector<std::string>& args, size_t start,
-                const std::vector<std::string>& known, Flags* flags,
-                std::ostream& err) {
-  for (size_t i = start; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      flags->help = true;
-      continue;
-    }
-    if (a.size() > 2 && a.rfind("--", 0) == 0) {
-      std::string name = a.substr(2);
-      std::string value;
-      const size_t eq = name.find('=');
-      if (eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name.resize(eq);
-      } else if (i + 1 < args.size()) {
-        value = args[++i];
-      } else {
-        err << "stockade: --" << name << " needs a value\n";
-        return false;
-      }
-      if (std::find(known.begin(), known.end(), name) == known.end()) {
-        err << "stockade: unknown flag --" << name << "; allowed: --"
-            << absl::StrJoin(known, ", --") << "\n";
-        return false;
-      }
-      flags->values.emplace(name, value);
-      continue;
-    }
-    flags->positional.push_back(a);
-  }
-  return true;
 }
 
 void PrintProblems(const std::vector<compiler::Problem>& problems,
@@ -456,21 +408,25 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
     (args.empty() ? err : out) << kUsage;
     return args.empty() ? kExitUsage : kExitOk;
   }
+  if (IsClusterCommand(args[0], /*plugin=*/false)) {
+    return RunClusterCommand(args, "stockade", out, err);
+  }
   struct Command {
-    std::vector<std::string> flags;
+    FlagSet flags;
     std::function<int(const Flags&, std::ostream&, std::ostream&)> run;
   };
   static const auto* commands = new std::map<std::string, Command>{
-      {"validate", {{"guardrails", "namespace-labels"}, Validate}},
+      {"validate", {{{"guardrails", "namespace-labels"}}, Validate}},
       {"compile",
-       {{"guardrails", "format", "name", "namespace-labels"}, CompileCommand}},
-      {"explain", {{"guardrails", "namespace-labels"}, Explain}},
-      {"diff", {{"guardrails", "namespace-labels"}, Diff}},
+       {{{"guardrails", "format", "name", "namespace-labels"}},
+        CompileCommand}},
+      {"explain", {{{"guardrails", "namespace-labels"}}, Explain}},
+      {"diff", {{{"guardrails", "namespace-labels"}}, Diff}},
       {"apply-spec",
-       {{"policy", "spec", "guardrails", "apparmor", "output",
-         "namespace-labels"},
+       {{{"policy", "spec", "guardrails", "apparmor", "output",
+          "namespace-labels"}},
         ApplySpecCommand}},
-      {"install", {{"store", "guardrails", "namespace-labels"}, Install}},
+      {"install", {{{"store", "guardrails", "namespace-labels"}}, Install}},
   };
   auto it = commands->find(args[0]);
   if (it == commands->end()) {
@@ -478,7 +434,9 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
     return kExitUsage;
   }
   Flags flags;
-  if (!ParseFlags(args, 1, it->second.flags, &flags, err)) return kExitUsage;
+  if (!ParseFlags(args, 1, it->second.flags, "stockade", &flags, err)) {
+    return kExitUsage;
+  }
   if (flags.help) {
     out << CommandHelp().at(args[0]);
     return kExitOk;
