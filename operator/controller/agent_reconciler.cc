@@ -253,8 +253,11 @@ Verdict Waiting(absl::string_view reason, std::string message,
   return v;
 }
 
-// The verdict on a (found) AgentPolicy's status.
-Verdict JudgePolicy(const AgentSnapshot& s, const std::string& what) {
+// The verdict on a (found) AgentPolicy's status; `guards`: every
+// ClusterAgentPolicy.
+Verdict JudgePolicy(const AgentSnapshot& s,
+                    absl::Span<const v1::ClusterAgentPolicy> guards,
+                    const std::string& what) {
   const v1::AgentPolicy& policy = s.policy->object;
   const v1::AgentPolicyStatus& st = policy.status();
   const v1::Condition* compiled = FindCondition(st.conditions(), kCompiled);
@@ -278,10 +281,6 @@ Verdict JudgePolicy(const AgentSnapshot& s, const std::string& what) {
         absl::StrCat(what, " is compiled but not on every node yet",
                      ready == nullptr ? std::string()
                                       : absl::StrCat(": ", ready->message())));
-  }
-  std::vector<v1::ClusterAgentPolicy> guards;
-  for (const ClusterAgentPolicyObject& c : s.cluster_policies) {
-    guards.push_back(c.object);
   }
   compiler::MergeResult merged =
       compiler::Merge(policy.spec(), guards, *s.namespace_labels);
@@ -363,7 +362,7 @@ Verdict Judge(const AgentSnapshot& s, AgentResult* out) {
                                       "in namespace ",
                                       agent.metadata().namespace_()));
   }
-  return JudgePolicy(s, what);
+  return JudgePolicy(s, guards, what);
 }
 
 bool OwnedBy(const OwnedObject& o, const v1::Agent& agent) {
