@@ -8,6 +8,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "nlohmann/json.hpp"
+#include "operator/compiler/validate.h"
 
 namespace stockade::controller {
 namespace {
@@ -205,6 +206,15 @@ absl::StatusOr<ClusterAgentPolicyObject> DecodeClusterAgentPolicy(
                          ClusterAgentPolicyObject>(text, "ClusterAgentPolicy");
 }
 
+absl::StatusOr<AgentObject> DecodeAgent(absl::string_view text) {
+  absl::StatusOr<AgentObject> out =
+      DecodeApiObject<stockade::v1::Agent, AgentObject>(text, "Agent");
+  if (out.ok() && out->problems.empty()) {
+    out->problems = compiler::ValidateAgentSpec(out->object.spec(), "spec");
+  }
+  return out;
+}
+
 absl::StatusOr<NamespaceObject> DecodeNamespace(absl::string_view text) {
   stockade::v1::ObjectMeta meta;
   absl::StatusOr<json> doc = ParseObject(text, "Namespace", "v1", &meta);
@@ -225,6 +235,10 @@ std::string StatusMergePatch(const stockade::v1::AgentPolicyStatus& status) {
 
 std::string StatusMergePatch(
     const stockade::v1::ClusterAgentPolicyStatus& status) {
+  return Dump(json{{"status", ToJson(status)}});
+}
+
+std::string StatusMergePatch(const stockade::v1::AgentStatus& status) {
   return Dump(json{{"status", ToJson(status)}});
 }
 

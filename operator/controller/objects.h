@@ -1,7 +1,7 @@
 // The operator's objects as the API server sends and takes them (JSON): an
-// AgentPolicy or ClusterAgentPolicy from a list or watch -> proto plus the
-// problems of its spec, each naming the field; a status -> the JSON body of a
-// write to the /status subresource. Field names, enum spellings and integer
+// AgentPolicy, ClusterAgentPolicy or Agent from a list or watch -> proto plus
+// the problems of its spec, each naming the field; a status -> the JSON body of
+// a write to the /status subresource. Field names, enum spellings and integer
 // types are those of the generated CRDs (crds/), which protobuf's own JSON
 // mapping does not produce: it spells enums MODE_ENFORCE where the CRD says
 // Enforce (and, told to ignore unknown fields, silently drops "Enforce"), and
@@ -37,6 +37,13 @@ struct ClusterAgentPolicyObject {
   std::vector<compiler::Problem> problems;
 };
 
+// An Agent: the object and the problems of its spec (schema and semantic,
+// e.g. both or neither of policyRef and policy), paths from "spec".
+struct AgentObject {
+  stockade::v1::Agent object;
+  std::vector<compiler::Problem> problems;
+};
+
 // Decodes an object from the API server. Fails (InvalidArgument) only when
 // the text is not a JSON object, is of another kind, or has no
 // metadata.name; problems of the spec land in `problems`. Unknown metadata
@@ -46,6 +53,7 @@ struct ClusterAgentPolicyObject {
 absl::StatusOr<AgentPolicyObject> DecodeAgentPolicy(absl::string_view text);
 absl::StatusOr<ClusterAgentPolicyObject> DecodeClusterAgentPolicy(
     absl::string_view text);
+absl::StatusOr<AgentObject> DecodeAgent(absl::string_view text);
 
 // A Namespace (core/v1) from the API server: its name and labels.
 struct NamespaceObject {
@@ -66,6 +74,7 @@ std::string ToCrdJson(const google::protobuf::Message& message);
 std::string StatusMergePatch(const stockade::v1::AgentPolicyStatus& status);
 std::string StatusMergePatch(
     const stockade::v1::ClusterAgentPolicyStatus& status);
+std::string StatusMergePatch(const stockade::v1::AgentStatus& status);
 
 }  // namespace stockade::controller
 

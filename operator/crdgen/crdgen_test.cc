@@ -259,11 +259,15 @@ TEST_F(CrdgenTest, PrinterColumns) {
               ElementsAre("Policies|integer|.status.selectedPolicies",
                           "Rejected|integer|.status.rejectedPolicies",
                           "Age|date|.metadata.creationTimestamp"));
-  EXPECT_THAT(columns("agents"),
-              ElementsAre("Policy|string|.spec.policyRef.name",
-                          "Hash|string|.status.policyHash",
-                          "Ready|integer|.status.readyReplicas",
-                          "Age|date|.metadata.creationTimestamp"));
+  EXPECT_THAT(
+      columns("agents"),
+      ElementsAre(
+          "Policy|string|.status.policy", "Hash|string|.status.policyHash",
+          "Replicas|integer|.status.replicas",
+          "Ready|integer|.status.readyReplicas",
+          R"(Available|string|.status.conditions[?(@.type=="Available")].status)",
+          R"(Reason|string|.status.conditions[?(@.type=="PolicyReady")].reason)",
+          "Age|date|.metadata.creationTimestamp"));
   EXPECT_EQ(
       Version("agentpolicies")["additionalPrinterColumns"][0]["description"]
           .as<std::string>(),

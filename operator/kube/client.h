@@ -49,6 +49,10 @@ inline constexpr Resource kNamespace{"", "v1", "namespaces", "Namespace",
 inline constexpr Resource kEvent{"", "v1", "events", "Event", true};
 inline constexpr Resource kLease{"coordination.k8s.io", "v1", "leases", "Lease",
                                  true};
+inline constexpr Resource kDeployment{"apps", "v1", "deployments", "Deployment",
+                                      true};
+inline constexpr Resource kNetworkPolicy{
+    "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true};
 inline constexpr Resource kAgentPolicy{"stockade.dev", "v1alpha1",
                                        "agentpolicies", "AgentPolicy", true};
 inline constexpr Resource kClusterAgentPolicy{"stockade.dev", "v1alpha1",

@@ -122,6 +122,24 @@ OperatorMetrics::OperatorMetrics(prometheus::Registry& registry)
            .Register(registry)
            .Add({}, prometheus::Histogram::BucketBoundaries{
                         0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5});
+  agent_reconciles = &prometheus::BuildCounter()
+                          .Name("stockade_agent_reconciles_total")
+                          .Help("Reconciles of one Agent, run to completion.")
+                          .Register(registry)
+                          .Add({});
+  agent_reconcile_errors = &prometheus::BuildCounter()
+                                .Name("stockade_agent_reconcile_errors_total")
+                                .Help("Agent reconciles that failed (retried).")
+                                .Register(registry)
+                                .Add({});
+  agent_applies =
+      &prometheus::BuildCounter()
+           .Name("stockade_agent_applies_total")
+           .Help(
+               "Server-side applies of Deployments, NetworkPolicies and "
+               "inline AgentPolicies for Agents.")
+           .Register(registry)
+           .Add({});
 }
 
 void OperatorMetrics::WatchServer(

@@ -1,5 +1,6 @@
 // The operator's Prometheus metrics: reconciles and their errors and
-// duration, status writes, queue depth, policies, and what the distribution
+// duration, status writes, queue depth, policies, Agent reconciles and
+// applies, and what the distribution
 // server counts (connected nodes, desired version, distribution latency),
 // read from it at scrape time.
 #ifndef STOCKADE_OPERATOR_MANAGER_METRICS_H_
@@ -33,6 +34,11 @@ class OperatorMetrics {
   // memory freed but not returned, and code).
   prometheus::Gauge* heap_bytes;
   prometheus::Histogram* reconcile_seconds;
+  // The Agent controller: reconciles of one Agent, failed ones, and server-
+  // side applies of the objects it owns.
+  prometheus::Counter* agent_reconciles;
+  prometheus::Counter* agent_reconcile_errors;
+  prometheus::Counter* agent_applies;
 
  private:
   prometheus::Registry& registry_;

@@ -25,6 +25,7 @@
 #include "operator/kube/kubeconfig.h"
 #include "operator/kube/leader.h"
 #include "operator/kube/workqueue.h"
+#include "operator/manager/agent_controller.h"
 #include "operator/manager/metrics.h"
 
 namespace stockade::manager {
@@ -116,16 +117,6 @@ absl::StatusOr<controller::NamespaceObject> DecodeNs(absl::string_view text) {
   return controller::DecodeNamespace(text);
 }
 
-kube::ObjectReference ToReference(const controller::ObjectRef& ref) {
-  kube::ObjectReference out;
-  out.api_version = ref.api_version;
-  out.kind = ref.kind;
-  out.namespace_ = ref.namespace_;
-  out.name = ref.name;
-  out.uid = ref.uid;
-  return out;
-}
-
 }  // namespace
 
 struct Operator::Impl {
@@ -138,6 +129,7 @@ struct Operator::Impl {
   std::unique_ptr<http::HttpEndpoints> http;
   std::unique_ptr<kube::EventRecorder> recorder;
   std::unique_ptr<kube::Informer> policies, cluster_policies, namespaces;
+  std::unique_ptr<AgentController> agents;
   kube::WorkQueue queue;
   std::unique_ptr<kube::LeaderElector> elector;
   std::thread worker;
@@ -164,7 +156,7 @@ struct Operator::Impl {
 
   bool Synced() const {
     return policies->HasSynced() && cluster_policies->HasSynced() &&
-           namespaces->HasSynced();
+           namespaces->HasSynced() && agents->Synced();
   }
 
   absl::Status Ready() const {
@@ -178,6 +170,7 @@ struct Operator::Impl {
   }
 
   void StartWorker() {
+    agents->StartWorker();
     worker = std::thread([this] {
       // The first reconcile must see every policy: a partial desired state
       // would tell the nodes to drop what they hold.
@@ -271,17 +264,7 @@ struct Operator::Impl {
                      controller::StatusMergePatch(p.status));
       }
     }
-    for (const controller::Event& e : result.events) {
-      absl::Status recorded =
-          recorder->Record(ToReference(e.object),
-                           e.type == "Warning" ? kube::EventType::kWarning
-                                               : kube::EventType::kNormal,
-                           e.reason, e.message);
-      if (!recorded.ok()) {
-        log(LogLevel::kWarning, "cannot record event",
-            {{"reason", e.reason}, {"error", std::string(recorded.message())}});
-      }
-    }
+    RecordEvents(recorder.get(), result.events, log);
     metrics->reconciles->Increment();
     metrics->policies->Set(static_cast<double>(result.policies.size()));
     metrics->reconcile_seconds->Observe(
@@ -351,13 +334,22 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   impl.recorder = std::make_unique<kube::EventRecorder>(
       impl.client.get(), "stockade-operator", event_options);
 
+  // A change of a policy, guardrail or namespace: everything is
+  // recomputed, and every Agent looks at its policy again.
   auto on_change = [&impl] {
     kube::InformerHandlers h;
-    h.on_add = [&impl](const kube::ObjectPtr&) { impl.queue.Add(kAll); };
+    h.on_add = [&impl](const kube::ObjectPtr&) {
+      impl.queue.Add(kAll);
+      impl.agents->EnqueueAll();
+    };
     h.on_update = [&impl](const kube::ObjectPtr&, const kube::ObjectPtr&) {
       impl.queue.Add(kAll);
+      impl.agents->EnqueueAll();
     };
-    h.on_delete = [&impl](const kube::ObjectPtr&) { impl.queue.Add(kAll); };
+    h.on_delete = [&impl](const kube::ObjectPtr&) {
+      impl.queue.Add(kAll);
+      impl.agents->EnqueueAll();
+    };
     return h;
   };
   kube::InformerOptions informer_options;
@@ -374,6 +366,18 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
       impl.client.get(), kube::kClusterAgentPolicy, informer_options);
   impl.namespaces = std::make_unique<kube::Informer>(
       impl.client.get(), kube::kNamespace, informer_options);
+  AgentControllerDeps agent_deps;
+  agent_deps.client = impl.client.get();
+  agent_deps.recorder = impl.recorder.get();
+  agent_deps.metrics = impl.metrics.get();
+  agent_deps.log = impl.log;
+  agent_deps.policies = impl.policies.get();
+  agent_deps.cluster_policies = impl.cluster_policies.get();
+  agent_deps.namespaces = impl.namespaces.get();
+  agent_deps.resync = options.resync;
+  agent_deps.informer_options = informer_options;
+  impl.agents = std::make_unique<AgentController>(std::move(agent_deps));
+  impl.agents->StartInformers();
   for (kube::Informer* i : {impl.policies.get(), impl.cluster_policies.get(),
                             impl.namespaces.get()}) {
     i->AddHandlers(on_change());
@@ -431,6 +435,7 @@ Operator::~Operator() {
   impl_->Finish(absl::OkStatus());
   impl_->queue.ShutDown();
   if (impl_->worker.joinable()) impl_->worker.join();
+  if (impl_->agents) impl_->agents->Stop();
   if (impl_->elector) impl_->elector->Stop();
   for (auto* i : {impl_->policies.get(), impl_->cluster_policies.get(),
                   impl_->namespaces.get()}) {

@@ -2,6 +2,8 @@
 // ClusterAgentPolicy and Namespace feed one level-triggered reconcile
 // (operator/controller) whose output goes to the node agents
 // (operator/distribution) and back to the API server as status and Events;
+// the Agent controller (agent_controller.h) turns Agents into Deployments
+// and NetworkPolicies;
 // leader election decides which replica does it; /healthz, /readyz and
 // /metrics report on it. Each part stays unaware of the others.
 #ifndef STOCKADE_OPERATOR_MANAGER_OPERATOR_H_

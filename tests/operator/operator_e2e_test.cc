@@ -4,7 +4,9 @@
 // keep private stores. kubectl apply of the examples -> every policy
 // Compiled and Ready with its hash, held by both stores; invalid specs;
 // update and delete; restarts of the operator, a node agent and the
-// apiserver; leader failover between two replicas.
+// apiserver; leader failover between two replicas; Agents becoming
+// Deployments and NetworkPolicies, following policy changes, blocked by
+// workload guardrails.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -142,6 +144,10 @@ class OperatorE2ETest : public ::testing::Test {
       }
     }
     // Leave the cluster clean for the next test.
+    // No garbage collector runs here: what Agents own is deleted by hand.
+    api_->Kubectl({"delete", "agents", "--all", "-n", "agents"});
+    api_->Kubectl(
+        {"delete", "deployments,networkpolicies", "--all", "-n", "agents"});
     api_->Kubectl({"delete", "agentpolicies", "--all", "-n", "agents"});
     api_->Kubectl({"delete", "clusteragentpolicies", "--all"});
     api_->Kubectl({"delete", "lease", "--all", "-n", kLeaseNamespace});
@@ -470,6 +476,236 @@ TEST_F(OperatorE2ETest, LeaderFailover) {
   EXPECT_LT(takeover, absl::Seconds(4 + 10));
   Json lease = Get("lease", "stockade-operator", kLeaseNamespace);
   EXPECT_EQ(lease["spec"].value("holderIdentity", ""), "op-b");
+}
+
+constexpr char kDigest[] =
+    "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+std::string AgentYaml(const std::string& name, const std::string& image,
+                      const std::string& policy_part) {
+  return absl::StrCat(
+      "apiVersion: stockade.dev/v1alpha1\nkind: Agent\n"
+      "metadata: {name: ",
+      name,
+      ", namespace: agents}\n"
+      "spec:\n  image: ",
+      image,
+      "\n  replicas: 2\n"
+      "  resources: {limits: {cpu: \"1\", memory: 256Mi}}\n",
+      policy_part);
+}
+
+// The value of a pod-template annotation of Deployment `name`.
+std::string TemplateAnnotation(const Json& deployment, const std::string& key) {
+  if (!deployment.is_object()) return "";
+  return deployment["spec"]["template"]["metadata"]
+      .value("annotations", Json::object())
+      .value(key, "");
+}
+
+TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
+  StartOperator("op-1");
+  StartNode("node-a");
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f",
+                             testing::SourceDir() +
+                                 "/examples/policies/research-agent.yaml"})
+                  .ok());
+  std::string hash;
+  ASSERT_TRUE(Eventually([&] {
+    Json p = Get("agentpolicy", "research-agent");
+    hash = p.is_object() && p.contains("status")
+               ? p["status"].value("policyHash", "")
+               : "";
+    return Condition(p, "Ready") == "True";
+  })) << Get("agentpolicy", "research-agent").dump(2);
+  const absl::Time applied = absl::Now();
+  ASSERT_TRUE(
+      api_->Kubectl({"apply", "-f",
+                     testing::SourceDir() + "/examples/policies/agent.yaml"})
+          .ok());
+  Json deployment;
+  ASSERT_TRUE(Eventually([&] {
+    deployment = Get("deployment", "researcher");
+    return deployment.is_object();
+  })) << Get("agent", "researcher").dump(2);
+  std::cerr << "Agent apply -> Deployment: "
+            << absl::FormatDuration(absl::Now() - applied) << "\n";
+  const Json agent = Get("agent", "researcher");
+  const std::string uid = agent["metadata"].value("uid", "");
+  ASSERT_FALSE(uid.empty());
+
+  // The Deployment: confined pods, owned by the Agent.
+  EXPECT_EQ(deployment["spec"].value("replicas", 0), 2);
+  const Json& pod = deployment["spec"]["template"]["spec"];
+  EXPECT_EQ(pod.value("runtimeClassName", ""), "stockade");
+  EXPECT_EQ(pod.value("automountServiceAccountToken", true), false);
+  EXPECT_EQ(TemplateAnnotation(deployment, "stockade.dev/policy"),
+            "research-agent");
+  EXPECT_EQ(TemplateAnnotation(deployment, "stockade.dev/policy-hash"), hash);
+  const Json& container = pod["containers"][0];
+  EXPECT_EQ(container.value("image", ""),
+            std::string("registry.example.com/agents/researcher@") + kDigest);
+  EXPECT_EQ(container["command"],
+            Json({"/usr/bin/python3", "-m", "researcher"}));
+  EXPECT_EQ(container["resources"]["limits"]["memory"], "512Mi");
+  EXPECT_EQ(container["securityContext"]["capabilities"]["drop"],
+            Json({"ALL"}));
+  EXPECT_EQ(
+      container["securityContext"].value("allowPrivilegeEscalation", true),
+      false);
+  EXPECT_EQ(container["securityContext"].value("readOnlyRootFilesystem", false),
+            true);
+  // Deleting the Agent deletes these (the cluster's garbage collector, which
+  // does not run here, follows the controller reference).
+  const Json owner = Json::parse(
+      absl::StrCat(R"([{"apiVersion":"stockade.dev/v1alpha1","kind":"Agent",)",
+                   R"("name":"researcher","uid":")", uid,
+                   R"(","controller":true,"blockOwnerDeletion":true}])"));
+  EXPECT_EQ(deployment["metadata"]["ownerReferences"], owner);
+  // Applied server-side by the operator's field manager.
+  EXPECT_THAT(api_->Kubectl({"get", "deployment", "researcher", "-n", "agents",
+                             "--show-managed-fields", "-o",
+                             "jsonpath={.metadata.managedFields[*].manager}"})
+                  .out,
+              HasSubstr("stockade-operator"));
+
+  // The NetworkPolicy: the policy's egress, DNS, nothing else.
+  Json np;
+  ASSERT_TRUE(Eventually([&] {
+    np = Get("networkpolicy", "researcher");
+    return np.is_object();
+  }));
+  EXPECT_EQ(np["metadata"]["ownerReferences"], owner);
+  EXPECT_EQ(np["spec"]["policyTypes"], Json({"Ingress", "Egress"}));
+  const std::string egress = np["spec"]["egress"].dump();
+  EXPECT_THAT(egress, HasSubstr(R"({"ipBlock":{"cidr":"203.0.113.0/24"}})"));
+  EXPECT_THAT(egress, HasSubstr(R"("port":443,"protocol":"TCP")"));
+  EXPECT_THAT(egress, HasSubstr(R"("k8s-app":"kube-dns")"));
+  EXPECT_THAT(egress, HasSubstr(R"("port":53,"protocol":"UDP")"));
+
+  // Status: the policy is ready; no pod runs (no controller-manager here),
+  // so the rollout is in progress. Then the Deployment's status, written
+  // here as its controller would, shows up in the Agent's.
+  std::string reason;
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agent", "researcher"), "PolicyReady") == "True";
+  }));
+  EXPECT_EQ(Condition(Get("agent", "researcher"), "Progressing", &reason),
+            "True");
+  EXPECT_EQ(reason, "RollingOut");
+  const int64_t generation = deployment["metadata"].value("generation", 1);
+  CommandResult patched = api_->Kubectl(
+      {"patch", "deployment", "researcher", "-n", "agents", "--subresource",
+       "status", "--type", "merge", "-p",
+       absl::StrCat(R"({"status":{"observedGeneration":)", generation,
+                    R"(,"replicas":2,"updatedReplicas":2,"readyReplicas":2,)",
+                    R"("availableReplicas":2}})")});
+  ASSERT_TRUE(patched.ok()) << patched.ToString();
+  EXPECT_TRUE(Eventually([&] {
+    Json a = Get("agent", "researcher");
+    return Condition(a, "Available") == "True" &&
+           a["status"].value("readyReplicas", 0) == 2;
+  })) << Get("agent", "researcher").dump(2);
+  Json a = Get("agent", "researcher");
+  EXPECT_EQ(a["status"].value("replicas", 0), 2);
+  EXPECT_EQ(a["status"].value("policyHash", ""), hash);
+  EXPECT_EQ(a["status"].value("policy", ""), "research-agent");
+  EXPECT_EQ(a["status"].value("observedGeneration", 0),
+            a["metadata"].value("generation", -1));
+  EXPECT_EQ(Condition(a, "Progressing", &reason), "False");
+  EXPECT_EQ(reason, "RolledOut");
+  // kubectl get shows it.
+  CommandResult table = api_->Kubectl({"get", "agents", "-n", "agents"});
+  ASSERT_TRUE(table.ok()) << table.ToString();
+  std::cerr << table.out;
+  EXPECT_THAT(table.out, HasSubstr("AVAILABLE"));
+  EXPECT_THAT(table.out, HasSubstr("research-agent"));
+  EXPECT_THAT(table.out, HasSubstr(hash.substr(0, 12)));
+
+  // A policy change rolls the Deployment to the new hash.
+  ASSERT_TRUE(api_->Kubectl({"patch", "agentpolicy", "research-agent", "-n",
+                             "agents", "--type", "merge", "-p",
+                             R"({"spec":{"processes":{"max":77}}})"})
+                  .ok());
+  std::string rolled;
+  EXPECT_TRUE(Eventually([&] {
+    rolled = TemplateAnnotation(Get("deployment", "researcher"),
+                                "stockade.dev/policy-hash");
+    return !rolled.empty() && rolled != hash;
+  })) << Get("agent", "researcher").dump(2);
+  Json updated = Get("agentpolicy", "research-agent");
+  EXPECT_EQ(rolled, updated["status"].value("policyHash", ""));
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agent", "researcher"), "Progressing", &reason) ==
+               "True" &&
+           reason == "RollingOut";
+  }));
+
+  // An inline policy becomes an AgentPolicy the Agent owns.
+  ASSERT_TRUE(
+      api_->Kubectl({"apply", "-f", "-"}, std::nullopt,
+                    AgentYaml("inline", std::string("python@") + kDigest,
+                              "  policy:\n"
+                              "    network: {egress: [{cidrs: "
+                              "[192.0.2.0/24]}]}\n"))
+          .ok());
+  EXPECT_TRUE(Eventually([&] {
+    return TemplateAnnotation(Get("deployment", "inline"),
+                              "stockade.dev/policy") == "inline";
+  })) << Get("agent", "inline").dump(2);
+  Json own = Get("agentpolicy", "inline");
+  ASSERT_TRUE(own.is_object());
+  EXPECT_EQ(own["metadata"]["ownerReferences"][0].value("uid", ""),
+            Get("agent", "inline")["metadata"].value("uid", "-"));
+}
+
+TEST_F(OperatorE2ETest, AgentBreakingAWorkloadGuardrailIsBlocked) {
+  StartOperator("op-1");
+  StartNode("node-a");
+  for (const char* file : {"cluster-guardrails.yaml", "research-agent.yaml"}) {
+    ASSERT_TRUE(
+        api_->Kubectl({"apply", "-f",
+                       testing::SourceDir() + "/examples/policies/" + file})
+            .ok());
+  }
+  // Not pinned by digest, from Docker Hub, in a namespace whose guardrails
+  // require digests from registry.example.com.
+  ASSERT_TRUE(api_->Kubectl({"apply", "-f", "-"}, std::nullopt,
+                            AgentYaml("unpinned", "python:3.12",
+                                      "  policyRef: {name: research-agent}\n"))
+                  .ok());
+  std::string reason, message;
+  EXPECT_TRUE(Eventually([&] {
+    return Condition(Get("agent", "unpinned"), "PolicyReady", &reason,
+                     &message) == "False" &&
+           reason == "GuardrailViolation";
+  })) << Get("agent", "unpinned").dump(2);
+  EXPECT_THAT(message, HasSubstr("spec.image: image \"python:3.12\" is not "
+                                 "pinned by digest (ClusterAgentPolicy "
+                                 "\"baseline\": "
+                                 "guardrails.requireImageDigest)"));
+  EXPECT_THAT(message, HasSubstr("guardrails.allowedRegistries"));
+  EXPECT_EQ(Condition(Get("agent", "unpinned"), "Available", &reason), "False");
+  EXPECT_EQ(reason, "GuardrailViolation");
+  CommandResult events =
+      api_->Kubectl({"get", "events", "-n", "agents", "--field-selector",
+                     "involvedObject.name=unpinned", "-o", "json"});
+  EXPECT_THAT(events.out, HasSubstr("GuardrailViolation"));
+  // Blocked: nothing made. Pinned by digest from the allowed registry, it
+  // runs.
+  EXPECT_FALSE(Get("deployment", "unpinned").is_object());
+  EXPECT_FALSE(Get("networkpolicy", "unpinned").is_object());
+  ASSERT_TRUE(
+      api_->Kubectl(
+              {"apply", "-f", "-"}, std::nullopt,
+              AgentYaml("unpinned",
+                        std::string("registry.example.com/agents/x@") + kDigest,
+                        "  policyRef: {name: research-agent}\n"))
+          .ok());
+  EXPECT_TRUE(Eventually([&] {
+    return Get("deployment", "unpinned").is_object();
+  })) << Get("agent", "unpinned").dump(2);
+  EXPECT_EQ(Condition(Get("agent", "unpinned"), "PolicyReady"), "True");
 }
 
 }  // namespace
