@@ -3,9 +3,9 @@
 // their wire form they are 15-30 KB each, most of it a seccomp profile and
 // an AppArmor profile much like every other policy's. A PackedPolicy keeps
 // the wire form compressed with zstd against a dictionary (the compiled
-// default policy), about a fifteenth of the size, plus the few fields read often
-// (hash, source, AppArmor profile name) in the clear. Unpack() gives the CompiledPolicy back, for
-// sending it.
+// default policy), about a fifteenth of the size, plus the few fields read
+// often (hash, source, AppArmor profile name) in the clear. Unpack() gives the
+// CompiledPolicy back, for sending it.
 #ifndef STOCKADE_OPERATOR_COMPILER_PACKED_POLICY_H_
 #define STOCKADE_OPERATOR_COMPILER_PACKED_POLICY_H_
 

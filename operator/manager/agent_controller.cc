@@ -158,20 +158,20 @@ absl::Status AgentController::Reconcile(const std::string& key, bool* exists) {
     if (kube::ObjectPtr p = deps_.policies->Get(kube::MakeKey(ns, policy_name));
         p != nullptr) {
       absl::StatusOr<controller::AgentPolicyObject> decoded =
-          controller::DecodeAgentPolicy(p->dump());
+          controller::DecodeAgentPolicy(kube::ObjectText(*p));
       if (decoded.ok()) policy = *std::move(decoded);
     }
   }
   std::vector<controller::ClusterAgentPolicyObject> guards;
   for (const kube::ObjectPtr& c : deps_.cluster_policies->List()) {
     absl::StatusOr<controller::ClusterAgentPolicyObject> decoded =
-        controller::DecodeClusterAgentPolicy(c->dump());
+        controller::DecodeClusterAgentPolicy(kube::ObjectText(*c));
     if (decoded.ok()) guards.push_back(*std::move(decoded));
   }
   std::optional<compiler::NamespaceLabels> labels;
   if (kube::ObjectPtr n = deps_.namespaces->Get(ns); n != nullptr) {
     absl::StatusOr<controller::NamespaceObject> decoded =
-        controller::DecodeNamespace(n->dump());
+        controller::DecodeNamespace(kube::ObjectText(*n));
     if (decoded.ok()) labels = std::move(decoded->labels);
   }
   controller::AgentSnapshot snapshot;
