@@ -99,7 +99,8 @@ class OperatorE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_EQ(geteuid(), 0u);
-    auto f = ApiserverFixture::Start();
+    // The garbage collector deletes what a deleted Agent owned.
+    auto f = ApiserverFixture::Start({.controllers = {"garbagecollector"}});
     ASSERT_TRUE(f.ok()) << f.status();
     api_ = f->release();
     // The operator's RBAC, bound to the fixture's token user.
@@ -555,8 +556,8 @@ TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
       false);
   EXPECT_EQ(container["securityContext"].value("readOnlyRootFilesystem", false),
             true);
-  // Deleting the Agent deletes these (the cluster's garbage collector, which
-  // does not run here, follows the controller reference).
+  // Deleting the Agent deletes these (the garbage collector follows the
+  // controller reference; checked at the end).
   const Json owner = Json::parse(
       absl::StrCat(R"([{"apiVersion":"stockade.dev/v1alpha1","kind":"Agent",)",
                    R"("name":"researcher","uid":")", uid,
@@ -657,6 +658,29 @@ TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
   ASSERT_TRUE(own.is_object());
   EXPECT_EQ(own["metadata"]["ownerReferences"][0].value("uid", ""),
             Get("agent", "inline")["metadata"].value("uid", "-"));
+
+  // Deleting an Agent deletes all it made (kube-controller-manager's garbage
+  // collector, following the owner references); a policy it only names
+  // stays.
+  ASSERT_TRUE(api_->Kubectl({"delete", "agent", "researcher", "inline", "-n",
+                             "agents", "--wait=false"})
+                  .ok());
+  const absl::Time deleted = absl::Now();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        for (const char* kind : {"deployment", "networkpolicy"}) {
+          for (const char* name : {"researcher", "inline"}) {
+            if (Get(kind, name).is_object()) return false;
+          }
+        }
+        return !Get("agentpolicy", "inline").is_object();
+      },
+      absl::Seconds(60)))
+      << "still there: " << Get("deployment", "researcher").dump(2)
+      << Get("agentpolicy", "inline").dump(2);
+  std::cerr << "Agent deleted -> everything it made gone: "
+            << absl::FormatDuration(absl::Now() - deleted) << "\n";
+  EXPECT_TRUE(Get("agentpolicy", "research-agent").is_object());
 }
 
 TEST_F(OperatorE2ETest, AgentBreakingAWorkloadGuardrailIsBlocked) {

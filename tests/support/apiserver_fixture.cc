@@ -105,9 +105,14 @@ absl::Status ApiserverFixture::Init() {
   dir_ = tmpl;
 
   const absl::Time begin = absl::Now();
-  CommandResult up = RunCommand({source_dir_ + "/hack/apiserver", "up", "--dir",
-                                 dir_, "--owner-pid", absl::StrCat(getpid())},
-                                {.timeout = options_.start_timeout});
+  std::vector<std::string> up_args = {
+      source_dir_ + "/hack/apiserver", "up", "--dir", dir_, "--owner-pid",
+      absl::StrCat(getpid())};
+  if (!options_.controllers.empty()) {
+    up_args.push_back("--controllers");
+    up_args.push_back(absl::StrJoin(options_.controllers, ","));
+  }
+  CommandResult up = RunCommand(up_args, {.timeout = options_.start_timeout});
   start_duration_ = absl::Now() - begin;
   running_ = true;  // whatever `up` managed to start, Stop() stops
   if (!up.ok()) {

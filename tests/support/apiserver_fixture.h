@@ -29,6 +29,9 @@ struct ApiserverOptions {
   absl::Duration start_timeout = absl::Seconds(180);
   // Default timeout of one kubectl invocation.
   absl::Duration kubectl_timeout = absl::Seconds(60);
+  // kube-controller-manager controllers to run (e.g. "garbagecollector",
+  // which deletes what a deleted owner owned); none when empty.
+  std::vector<std::string> controllers = {};
 };
 
 // A private control plane. Create with Start(); the destructor stops it and
@@ -116,7 +119,8 @@ class ApiserverFixture {
 // library was built from.
 std::string SourceDir();
 
-// The dir holding etcd, kube-apiserver and kubectl for the current pins
+// The dir holding etcd, kube-apiserver, kube-controller-manager and kubectl
+// for the current pins
 // (`hack/kube-tools --print-bindir`); FailedPrecondition saying to run
 // hack/kube-tools when they are not built.
 absl::StatusOr<std::string> KubeToolsBinDir();
