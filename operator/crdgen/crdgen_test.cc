@@ -462,6 +462,28 @@ TEST_F(CrdgenTest, EveryNodeHasATypeAndNoInt64UnderSpec) {
   }
 }
 
+// `kubectl explain agents.spec.policy.network` prints each field's
+// description: every named field has one (list items and map values are
+// described by their field; metadata by the server).
+TEST_F(CrdgenTest, EveryFieldIsDescribedForKubectlExplain) {
+  for (const auto& [name, crd] : *crds_) {
+    const YAML::Node schema =
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    int described = 0;
+    WalkSchema(
+        schema, "", [&](const YAML::Node& node, const std::string& path) {
+          if (path.ends_with("[]") || path.ends_with("[*]") ||
+              path == ".metadata") {
+            return;
+          }
+          ASSERT_TRUE(node["description"]) << name << " " << path;
+          EXPECT_FALSE(node["description"].as<std::string>().empty()) << path;
+          ++described;
+        });
+    EXPECT_GT(described, 20) << name;
+  }
+}
+
 TEST_F(CrdgenTest, OutputIsDeterministic) {
   TempDir again;
   const ProtocResult result =
