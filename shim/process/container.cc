@@ -171,6 +171,10 @@ struct Core : std::enable_shared_from_this<Core> {
   bool paused = false;
   bool deleted = false;
   std::shared_ptr<OomWatcher> oom;
+  // OOM kills seen before the init's start was reported: reported right
+  // after it (a process that dies at once can be OOM-killed before runc
+  // start returns).
+  int ooms_held = 0;
 
   std::mutex events_mu;
   std::condition_variable events_cv;
@@ -196,6 +200,17 @@ struct Core : std::enable_shared_from_this<Core> {
           --self->events_pending;
           self->events_cv.notify_all();
         });
+  }
+
+  // An OOM kill, in containerd's order: after the start, before the exit.
+  void ReportOom() {
+    std::lock_guard<std::mutex> lock(mu);
+    auto init = procs.find("");
+    if (init != procs.end() && !init->second->start_reported) {
+      ++ooms_held;
+      return;
+    }
+    PostEvent([self = shared_from_this()] { self->observer->OnOom(); });
   }
 
   void PostExitLocked(const std::shared_ptr<Proc>& proc) {
@@ -541,6 +556,9 @@ class ContainerImpl : public Container {
     init->start_reported = true;
     core_->PostEvent(
         [core = core_, pid = init->pid] { core->observer->OnStart("", pid); });
+    for (; core_->ooms_held > 0; --core_->ooms_held) {
+      core_->PostEvent([core = core_] { core->observer->OnOom(); });
+    }
     core_->FlushLocked();
     return init->pid;
   }
@@ -794,9 +812,7 @@ absl::StatusOr<std::unique_ptr<Container>> Container::Create(
   std::weak_ptr<Core> weak = core;
   absl::StatusOr<std::unique_ptr<OomWatcher>> oom =
       OomWatcher::Start(*pid, [weak] {
-        if (auto self = weak.lock()) {
-          self->PostEvent([observer = self->observer] { observer->OnOom(); });
-        }
+        if (auto self = weak.lock()) self->ReportOom();
       });
   if (oom.ok()) {
     std::lock_guard<std::mutex> lock(core->mu);
