@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <curl/curl.h>
 #include <sys/apparmor.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -35,6 +37,7 @@ Usage:
                       [--apparmor auto|on|off] [--output FILE]
   stockade install --store DIR [--guardrails FILE]... FILE...
   stockade status [-n NAMESPACE | -A] [-o json]   (reads the cluster)
+  stockade probe-http --url URL [--expect CODE]
   stockade COMMAND --help
 
 Installed as kubectl-stockade, `kubectl stockade` also explains and diffs the
@@ -96,6 +99,13 @@ Rewrites an OCI runtime spec (config.json) exactly as the shim does when it
 creates the container: read-only root, tmpfs mounts, masked paths,
 capabilities, noNewPrivileges, rlimits, pids limit, seccomp and (where the
 kernel has AppArmor, or with --apparmor on) the AppArmor profile.
+)"},
+      {"probe-http", R"(stockade probe-http --url URL [--expect CODE]
+
+GETs URL (plain HTTP, 5 s timeout) and exits 0 when the answer has the HTTP
+status CODE (default 200), 1 otherwise, printing what came back. The Helm
+chart's `helm test` runs it against the operator's /healthz: the images have
+no shell and no curl.
 )"},
       {"install", R"(stockade install --store DIR [--guardrails FILE]... FILE...
 
@@ -395,6 +405,49 @@ int Install(const Flags& flags, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+size_t CollectBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+int ProbeHttp(const Flags& flags, std::ostream& out, std::ostream& err) {
+  const std::string url = flags.Get("url");
+  const std::string expect_text =
+      flags.Get("expect").empty() ? "200" : flags.Get("expect");
+  long expect = 0;
+  if (url.empty() || !absl::SimpleAtoi(expect_text, &expect)) {
+    err << "stockade probe-http: want --url URL and --expect a status code\n";
+    return kExitUsage;
+  }
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) {
+    err << "stockade probe-http: cannot start libcurl\n";
+    return kExitFailure;
+  }
+  std::string body;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 5L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CollectBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) {
+    err << "stockade probe-http: " << url << ": " << curl_easy_strerror(rc)
+        << "\n";
+    return kExitInvalid;
+  }
+  out << url << ": HTTP " << code << " " << body.substr(0, 200) << "\n";
+  if (code != expect) {
+    err << "stockade probe-http: " << url << " answered " << code
+        << ", expected " << expect << "\n";
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int Run(const std::vector<std::string>& args, std::ostream& out,
@@ -427,6 +480,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
           "namespace-labels"}},
         ApplySpecCommand}},
       {"install", {{{"store", "guardrails", "namespace-labels"}}, Install}},
+      {"probe-http", {{{"url", "expect"}}, ProbeHttp}},
   };
   auto it = commands->find(args[0]);
   if (it == commands->end()) {

@@ -155,16 +155,8 @@ int main(int argc, char** argv) {
   }
 
   LogLevel level;
-  const std::string& level_name = flags["log-level"].value;
-  if (level_name == "debug") {
-    level = LogLevel::kDebug;
-  } else if (level_name == "info") {
-    level = LogLevel::kInfo;
-  } else if (level_name == "warning") {
-    level = LogLevel::kWarning;
-  } else if (level_name == "error") {
-    level = LogLevel::kError;
-  } else {
+  if (!stockade::distribution::ParseLogLevel(flags["log-level"].value,
+                                             &level)) {
     return Usage("--log-level must be debug, info, warning or error");
   }
 

@@ -44,6 +44,17 @@ std::string FormatJsonLogLine(std::string_view component, LogLevel level,
          "\n";
 }
 
+bool ParseLogLevel(std::string_view name, LogLevel* level) {
+  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning,
+                     LogLevel::kError}) {
+    if (name == LogLevelName(l)) {
+      *level = l;
+      return true;
+    }
+  }
+  return false;
+}
+
 LogFn StderrJsonLog(std::string component, LogLevel min_level) {
   return [component = std::move(component), min_level](
              LogLevel level, std::string_view msg, const LogFields& fields) {

@@ -17,6 +17,9 @@ namespace stockade::distribution {
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
 std::string_view LogLevelName(LogLevel level);
+// "debug", "info", "warning" or "error" (a --log-level flag); false for
+// anything else.
+bool ParseLogLevel(std::string_view name, LogLevel* level);
 
 // Extra key/value pairs of a log line, in order.
 using LogFields = std::vector<std::pair<std::string, std::string>>;

@@ -42,6 +42,11 @@ Flags:
   --renew-deadline SECONDS (default 10)
   --retry-period SECONDS   (default 2)
   --resync SECONDS         reconcile at least this often (default 30)
+  --label-leader-pod=BOOL  label this replica's Pod ($POD_NAME in
+                           $POD_NAMESPACE) stockade.dev/leader=true while it
+                           leads, =false otherwise, for a Service that sends
+                           node agents to the leader (default false)
+  --log-level LEVEL        debug, info (default), warning, error
   --help
 )";
 
@@ -59,6 +64,7 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 2);
   stockade::manager::OperatorOptions o;
   if (const char* pod = std::getenv("POD_NAME")) o.identity = pod;
+  if (const char* ns = std::getenv("POD_NAMESPACE")) o.pod_namespace = ns;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -118,6 +124,14 @@ int main(int argc, char** argv) {
       ok = seconds(&o.retry_period);
     } else if (arg == "--resync") {
       ok = seconds(&o.resync);
+    } else if (arg == "--label-leader-pod") {
+      o.label_leader_pod = !has_value || value == "true";
+    } else if (arg == "--log-level") {
+      std::string v;
+      ok = next(&v);
+      if (ok && !stockade::distribution::ParseLogLevel(v, &o.log_level)) {
+        return Fail("--log-level must be debug, info, warning or error");
+      }
     } else {
       return Fail("unknown flag " + arg);
     }

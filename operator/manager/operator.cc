@@ -169,6 +169,9 @@ struct Operator::Impl {
     return absl::OkStatus();
   }
 
+  // stockade.dev/leader on this replica's Pod (options.label_leader_pod).
+  void LabelOwnPod(bool leader);
+
   void StartWorker() {
     agents->StartWorker();
     worker = std::thread([this] {
@@ -288,6 +291,23 @@ struct Operator::Impl {
   }
 };
 
+void Operator::Impl::LabelOwnPod(bool leader) {
+  static constexpr kube::Resource kPod{"", "v1", "pods", "Pod", true};
+  const std::string& ns = options.pod_namespace.empty()
+                              ? options.lease_namespace
+                              : options.pod_namespace;
+  nlohmann::json patch = {
+      {"metadata",
+       {{"labels", {{"stockade.dev/leader", leader ? "true" : "false"}}}}}};
+  absl::StatusOr<nlohmann::json> r =
+      client->Patch(kPod, ns, options.identity, kube::PatchType::kMerge, patch);
+  if (!r.ok()) {
+    log(LogLevel::kWarning, "cannot label this replica's pod",
+        {{"pod", absl::StrCat(ns, "/", options.identity)},
+         {"error", std::string(r.status().message())}});
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
     OperatorOptions options) {
   std::unique_ptr<Operator> op(new Operator());
@@ -295,7 +315,8 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   Impl& impl = *op->impl_;
   if (options.identity.empty()) options.identity = DefaultIdentity();
   impl.options = options;
-  impl.log = distribution::StderrJsonLog("stockade-operator");
+  impl.log =
+      distribution::StderrJsonLog("stockade-operator", options.log_level);
   distribution::RouteGrpcLogs(impl.log);
 
   absl::StatusOr<kube::ClusterConfig> config =
@@ -385,6 +406,7 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   }
 
   if (!options.leader_elect) {
+    if (options.label_leader_pod) impl.LabelOwnPod(true);
     impl.leading = true;
     impl.StartWorker();
     return op;
@@ -396,8 +418,10 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   election.lease_duration = options.lease_duration;
   election.renew_deadline = options.renew_deadline;
   election.retry_period = options.retry_period;
+  if (options.label_leader_pod) impl.LabelOwnPod(false);
   election.on_started_leading = [&impl] {
     impl.log(LogLevel::kInfo, "leading", {{"identity", impl.options.identity}});
+    if (impl.options.label_leader_pod) impl.LabelOwnPod(true);
     impl.leading = true;
     impl.StartWorker();
   };

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "operator/distribution/log.h"
 
 namespace stockade::manager {
 
@@ -37,6 +38,13 @@ struct OperatorOptions {
   absl::Duration retry_period = absl::Seconds(2);
   // Every policy is reconciled at least this often, changes or not.
   absl::Duration resync = absl::Seconds(30);
+  // Label this replica's own Pod (named by `identity`, in `pod_namespace`)
+  // stockade.dev/leader=true while it leads and =false before, so that a
+  // Service selecting the label sends the node agents to the leader while
+  // every replica stays Ready (the Helm chart's gRPC Service).
+  bool label_leader_pod = false;
+  std::string pod_namespace;  // default: lease_namespace
+  distribution::LogLevel log_level = distribution::LogLevel::kInfo;
 };
 
 class Operator {

@@ -1,8 +1,8 @@
 // stockade-operator and two stockade-node agents against a real etcd +
 // kube-apiserver (tests/support/apiserver_fixture.h): the operator runs as a
-// user bound to operator/deploy/rbac.yaml and nothing more, the node agents
-// keep private stores. kubectl apply of the examples -> every policy
-// Compiled and Ready with its hash, held by both stores; invalid specs;
+// user bound to charts/stockade/files/operator-rbac.yaml and nothing more,
+// the node agents keep private stores. kubectl apply of the examples -> every
+// policy Compiled and Ready with its hash, held by both stores; invalid specs;
 // update and delete; restarts of the operator, a node agent and the
 // apiserver; leader failover between two replicas; Agents becoming
 // Deployments and NetworkPolicies, following policy changes, blocked by
@@ -105,7 +105,7 @@ class OperatorE2ETest : public ::testing::Test {
     api_ = f->release();
     // The operator's RBAC, bound to the fixture's token user.
     const std::string rbac =
-        testing::SourceDir() + "/operator/deploy/rbac.yaml";
+        testing::SourceDir() + "/charts/stockade/files/operator-rbac.yaml";
     for (const std::vector<std::string>& args :
          std::vector<std::vector<std::string>>{
              {"create", "namespace", kLeaseNamespace},

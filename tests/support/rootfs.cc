@@ -188,4 +188,26 @@ absl::Status BuildOciArchive(const std::string& rootfs,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> UnpackOciArchive(const std::string& tar_path,
+                                             const std::string& work_dir,
+                                             absl::string_view tag) {
+  std::error_code ec;
+  if (!fs::exists(tar_path, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(tar_path, " missing: build the `images` target"));
+  }
+  const std::string layout = work_dir + "/layout";
+  const std::string bundle = work_dir + "/bundle";
+  fs::remove_all(work_dir, ec);
+  fs::create_directories(layout, ec);
+  for (const std::vector<std::string>& step :
+       std::vector<std::vector<std::string>>{
+           {"tar", "-C", layout, "-xf", tar_path},
+           {"umoci", "unpack", "--image", absl::StrCat(layout, ":", tag),
+            bundle}}) {
+    if (absl::Status s = Run(step); !s.ok()) return s;
+  }
+  return bundle + "/rootfs";
+}
+
 }  // namespace stockade::testing

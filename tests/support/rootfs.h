@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace stockade::testing {
@@ -38,6 +39,13 @@ absl::Status BusyboxRootfs(const std::string& dir);
 absl::Status BuildOciArchive(const std::string& rootfs,
                              const std::string& work_dir, absl::string_view tag,
                              const std::string& tar_path);
+
+// Unpacks the image `tag` of the OCI archive `tar_path` (hack/images) into
+// `work_dir` (created) with umoci; returns the root filesystem's path
+// (<work_dir>/bundle/rootfs), so a test runs the image's own binaries.
+absl::StatusOr<std::string> UnpackOciArchive(const std::string& tar_path,
+                                             const std::string& work_dir,
+                                             absl::string_view tag);
 
 }  // namespace stockade::testing
 
