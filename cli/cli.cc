@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/denials.h"
 #include "cli/flags.h"
 #include "cli/inputs.h"
 #include "cli/kubectl.h"
@@ -37,6 +38,8 @@ Usage:
                       [--apparmor auto|on|off] [--output FILE]
   stockade install --store DIR [--guardrails FILE]... FILE...
   stockade status [-n NAMESPACE | -A] [-o json]   (reads the cluster)
+  stockade denials --store DIR [--namespace NS] [--policy NAME]
+                   [--container ID] [--layer L] [--mode M] [-o json] [--follow]
   stockade probe-http --url URL [--expect CODE]
   stockade COMMAND --help
 
@@ -99,6 +102,16 @@ Rewrites an OCI runtime spec (config.json) exactly as the shim does when it
 creates the container: read-only root, tmpfs mounts, masked paths,
 capabilities, noNewPrivileges, rlimits, pids limit, seccomp and (where the
 kernel has AppArmor, or with --apparmor on) the AppArmor profile.
+)"},
+      {"denials",
+       R"(stockade denials --store DIR [--namespace NS] [--policy NAME]
+                 [--container ID] [--layer seccomp|apparmor|landlock|network]
+                 [--mode enforced|complained] [-o table|json] [--follow]
+
+Shows the denials the node agent collected into DIR/denials (stockade-node
+--denials-only on a single host): when, which policy and container, which
+layer stopped what, the process. -o json prints the JSON lines as stored;
+--follow keeps printing new ones. See docs/denials.md.
 )"},
       {"probe-http", R"(stockade probe-http --url URL [--expect CODE]
 
@@ -481,6 +494,12 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
         ApplySpecCommand}},
       {"install", {{{"store", "guardrails", "namespace-labels"}}, Install}},
       {"probe-http", {{{"url", "expect"}}, ProbeHttp}},
+      {"denials",
+       {{{"store", "namespace", "policy", "container", "layer", "mode",
+          "output"},
+         {"follow"},
+         {{'n', "namespace"}, {'o', "output"}}},
+        DenialsCommand}},
   };
   auto it = commands->find(args[0]);
   if (it == commands->end()) {

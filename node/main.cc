@@ -12,9 +12,12 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "node/agent.h"
+#include "node/denials/collector.h"
+#include "node/denials/denial_log.h"
 #include "operator/distribution/log.h"
 
 #ifndef STOCKADE_VERSION
@@ -63,6 +66,20 @@ Store and enforcement:
                             gone are removed after this long (default 10m)
   --report-interval DUR     how often to report news between updates
                             (containers started or deleted; default 10s)
+
+Denials (docs/denials.md):
+  --denials on|off          collect the kernel's reports of denials in this
+                            node's containers into <store>/denials (default
+                            on; needs CAP_AUDIT_READ or CAP_SYSLOG)
+  --denials-only            collect denials and nothing else (a single host
+                            without an operator: no --server)
+  --enable-audit            turn the kernel's audit on while collecting
+                            (off again at exit): Landlock reports denials
+                            only then; costs each syscall a little
+  --denial-burst N          per container, at most N denials at once
+                            (default 20) ...
+  --denial-rate R           ... refilled at R per second (default 5); the
+                            rest are counted in a summary record
 
 Other:
   --log-level LEVEL         debug, info (default), warning, error
@@ -118,6 +135,11 @@ int main(int argc, char** argv) {
       {"stale-ref-age", {true, "10m"}},
       {"report-interval", {true, "10s"}},
       {"log-level", {true, "info"}},
+      {"denials", {true, "on"}},
+      {"denials-only", {false, ""}},
+      {"denial-burst", {true, "20"}},
+      {"denial-rate", {true, "5"}},
+      {"enable-audit", {false, ""}},
       {"version", {false, ""}},
       {"help", {false, ""}},
   };
@@ -158,6 +180,57 @@ int main(int argc, char** argv) {
   if (!stockade::distribution::ParseLogLevel(flags["log-level"].value,
                                              &level)) {
     return Usage("--log-level must be debug, info, warning or error");
+  }
+
+  const bool denials_only = flags["denials-only"].set;
+  const std::string& denials = flags["denials"].value;
+  if (denials != "on" && denials != "off") {
+    return Usage("--denials must be on or off");
+  }
+  stockade::node::denials::CollectorOptions collect;
+  collect.store_root = flags["store"].value;
+  collect.node_name =
+      flags["node-name"].set ? flags["node-name"].value : DefaultNodeName();
+  if (!absl::SimpleAtoi(flags["denial-burst"].value, &collect.burst) ||
+      collect.burst < 1 ||
+      !absl::SimpleAtod(flags["denial-rate"].value, &collect.rate) ||
+      collect.rate <= 0) {
+    return Usage(
+        "--denial-burst wants a whole number >= 1, --denial-rate a "
+        "number > 0");
+  }
+  collect.enable_audit = flags["enable-audit"].set;
+  auto log = stockade::distribution::StderrJsonLog("node", level);
+  std::unique_ptr<stockade::node::denials::Collector> collector;
+  if (denials == "on" || denials_only) {
+    auto started = stockade::node::denials::Collector::Start(collect);
+    if (!started.ok()) {
+      log(LogLevel::kError, "cannot collect denials",
+          {{"error", std::string(started.status().message())}});
+      if (denials_only) return 1;
+    } else {
+      collector = *std::move(started);
+      log(LogLevel::kInfo, "collecting denials",
+          {{"sources", collector->sources()},
+           {"audit", collector->enabled_audit() ? "turned on" : "as it was"},
+           {"log", stockade::node::denials::DenialDir(collect.store_root)}});
+    }
+  }
+  if (denials_only) {
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, SIGTERM);
+    sigaddset(&only, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &only, nullptr);
+    int sig = 0;
+    sigwait(&only, &sig);
+    log(LogLevel::kInfo, "stopping",
+        {{"signal", strsignal(sig)},
+         {"logged", absl::StrCat(collector->stats().logged.load())},
+         {"suppressed", absl::StrCat(collector->stats().suppressed.load())},
+         {"unattributed",
+          absl::StrCat(collector->stats().unattributed.load())}});
+    return 0;
   }
 
   stockade::node::AgentOptions options;

@@ -377,13 +377,33 @@ absl::StatusOr<std::string> PidNamespace(const std::string& pid) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-std::string RefOwnerJson(const RefOwner& owner) {
+std::string RefOwnerJson(const RefOwner& owner, const RefPod& pod) {
   nlohmann::json j = nlohmann::json::object();
   j["pid"] = owner.pid;
   j["start_time"] = owner.start_time;
   j["boot_id"] = owner.boot_id;
   j["pid_ns"] = owner.pid_ns;
+  if (!pod.name.empty()) {
+    j["pod_namespace"] = pod.namespace_;
+    j["pod_name"] = pod.name;
+    j["container_name"] = pod.container;
+  }
   return j.dump() + "\n";
+}
+
+// The pod fields of a ref file (none when absent or unreadable).
+RefPod ParseRefPod(const std::string& text) {
+  RefPod pod;
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return pod;
+  auto str = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  pod.namespace_ = str("pod_namespace");
+  pod.name = str("pod_name");
+  pod.container = str("container_name");
+  return pod;
 }
 
 absl::StatusOr<RefOwner> ParseRefOwner(const std::string& text,
@@ -905,8 +925,8 @@ absl::StatusOr<RefOwner> CurrentRefOwner() {
   return owner;
 }
 
-absl::Status Store::AddRef(std::string_view hash,
-                           std::string_view container_id) {
+absl::Status Store::AddRef(std::string_view hash, std::string_view container_id,
+                           const RefPod& pod) {
   if (auto s = CheckRef(hash, container_id); !s.ok()) return s;
   auto owner = CurrentRefOwner();
   if (!owner.ok()) {
@@ -914,7 +934,7 @@ absl::Status Store::AddRef(std::string_view hash,
         "reference ", AV(container_id),
         ": cannot identify this process: ", owner.status().message()));
   }
-  const std::string text = RefOwnerJson(*owner);
+  const std::string text = RefOwnerJson(*owner, pod);
   auto lock = WriterLock::Take(absl::StrCat(root_, kRefsLockFile),
                                /*shared=*/true);
   if (!lock.ok()) return lock.status();
@@ -972,7 +992,8 @@ absl::StatusOr<std::vector<Ref>> Store::ListRefs() const {
       auto modified = ModifiedTime(path);
       if (absl::IsNotFound(modified.status())) continue;
       if (!modified.ok()) return modified.status();
-      out.push_back(Ref{hash, id, ParseRefOwner(*text, path), *modified});
+      out.push_back(Ref{hash, id, ParseRefOwner(*text, path), *modified,
+                        ParseRefPod(*text)});
     }
   }
   return out;
@@ -1037,7 +1058,7 @@ absl::StatusOr<std::vector<Ref>> Store::RemoveStaleRefs(
         return absl::InternalError(
             absl::StrCat("unlink ", path, ": ", Errno(errno)));
       }
-      removed.push_back(Ref{hash, file, *owner, *modified});
+      removed.push_back(Ref{hash, file, *owner, *modified, RefPod{}});
     }
     rmdir(dir.c_str());  // When now empty.
   }

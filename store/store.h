@@ -51,6 +51,14 @@ struct RefOwner {
   std::string pid_ns;   // readlink /proc/self/ns/pid, e.g. "pid:[4026531836]".
 };
 
+// The pod a referencing container belongs to, from its CRI annotations
+// (empty outside Kubernetes): what a denial report names.
+struct RefPod {
+  std::string namespace_;
+  std::string name;
+  std::string container;
+};
+
 // One reference: container container_id uses policy hash.
 struct Ref {
   std::string hash;
@@ -58,6 +66,7 @@ struct Ref {
   // Parsed from the ref file; ok() false when the file does not parse.
   absl::StatusOr<RefOwner> owner;
   absl::Time modified;  // The ref file's mtime (when AddRef wrote it).
+  RefPod pod;
 };
 
 // Thread-compatible handle on a store directory. Writers (Install, Remove,
@@ -138,7 +147,8 @@ class Store {
   // fsync, waits only for a running garbage collection. container_id: 1-200
   // characters of [A-Za-z0-9_.:@-], not starting with '.'. Adding an
   // existing reference refreshes it.
-  absl::Status AddRef(std::string_view hash, std::string_view container_id);
+  absl::Status AddRef(std::string_view hash, std::string_view container_id,
+                      const RefPod& pod = {});
 
   // Removes the reference (at container Delete). OK when it is absent.
   absl::Status RemoveRef(std::string_view hash, std::string_view container_id);

@@ -589,6 +589,23 @@ TEST_F(StoreTest, RefsKeepPoliciesFromGarbageCollection) {
   EXPECT_TRUE(fs::exists(store().PolicyPath(b.hash())));
 }
 
+TEST_F(StoreTest, RefsCarryTheirPod) {
+  const auto a = MakePolicy("team-a", "one", "1");
+  const std::vector<const stockade::v1::CompiledPolicy*> one = {&a};
+  ASSERT_TRUE(store().WritePolicies(one).ok());
+  ASSERT_TRUE(
+      store().AddRef(a.hash(), "c1", RefPod{"team-a", "agent-0", "main"}).ok());
+  ASSERT_TRUE(store().AddRef(a.hash(), "c2").ok());
+  auto refs = store().ListRefs();
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ(refs->size(), 2u);
+  EXPECT_EQ((*refs)[0].pod.namespace_, "team-a");
+  EXPECT_EQ((*refs)[0].pod.name, "agent-0");
+  EXPECT_EQ((*refs)[0].pod.container, "main");
+  EXPECT_TRUE((*refs)[0].owner.ok());
+  EXPECT_TRUE((*refs)[1].pod.name.empty());
+}
+
 TEST_F(StoreTest, AddRefNeedsThePolicyAndValidNames) {
   const auto a = MakePolicy("team-a", "one", "1");
   auto s = store().AddRef(a.hash(), "c1");

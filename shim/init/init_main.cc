@@ -161,7 +161,12 @@ void LoadSeccomp(const char* path) {
     Fail(kExitCannotRun,
          absl::StrCat("prctl(PR_SET_NO_NEW_PRIVS): ", strerror(errno)));
   }
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+  // SECCOMP_FILTER_FLAG_LOG: the kernel logs every action but ALLOW (an
+  // audit record, type 1326), so the denials of an ERRNO filter reach the
+  // audit stream (node/denials) too; runc 1.1 cannot set seccomp flags, this
+  // loader can.
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG,
+              &prog) != 0) {
     Fail(kExitCannotRun, absl::StrCat("cannot load the seccomp filter ", path,
                                       ": ", strerror(errno),
                                       "; refusing to start the program "

@@ -502,7 +502,13 @@ absl::Status ApplyLandlock(const v1::LandlockRuleset& ruleset,
     return absl::InternalError(
         absl::StrCat("prctl(PR_SET_NO_NEW_PRIVS): ", strerror(errno)));
   }
-  if (syscall(SYS_landlock_restrict_self, ruleset_fd.get(), 0) != 0) {
+  // ABI 7: log denials of the programs the agent execs too (by default only
+  // the executable that restricted itself, stockade-init, is logged), so
+  // that every denial reaches the audit stream (node/denials).
+  constexpr uint32_t kLogNewExecOn =
+      1U << 1;  // LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+  const uint32_t flags = report->abi >= 7 ? kLogNewExecOn : 0;
+  if (syscall(SYS_landlock_restrict_self, ruleset_fd.get(), flags) != 0) {
     return absl::InternalError(
         absl::StrCat("landlock_restrict_self: ", strerror(errno)));
   }

@@ -371,7 +371,11 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
       Annotation(doc, kCriSandboxNamespaceAnnotation);
   absl::StatusOr<std::optional<std::string>> named =
       Annotation(doc, kPolicyAnnotation);
-  for (const auto* a : {&type, &k8s_ns, &named}) {
+  absl::StatusOr<std::optional<std::string>> pod_name =
+      Annotation(doc, kCriSandboxNameAnnotation);
+  absl::StatusOr<std::optional<std::string>> container_name =
+      Annotation(doc, kCriContainerNameAnnotation);
+  for (const auto* a : {&type, &k8s_ns, &named, &pod_name, &container_name}) {
     if (!a->ok()) return fail(a->status().code(), a->status().message());
   }
   AppliedPolicy applied;
@@ -424,11 +428,18 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
   // The container uses this compiled policy: the node agent keeps it while
   // the reference exists. NotFound: collected since Resolve read it (the
   // policy was just replaced): resolve the new version once more.
-  absl::Status ref_added = store->AddRef(resolved->hash(), id);
+  // The pod it belongs to, for denial reports (node/denials).
+  store::RefPod pod;
+  if (pod_name->has_value()) {
+    pod.namespace_ = k8s_ns->value_or("");
+    pod.name = **pod_name;
+    pod.container = container_name->value_or("");
+  }
+  absl::Status ref_added = store->AddRef(resolved->hash(), id, pod);
   if (absl::IsNotFound(ref_added)) {
     resolved = store->Resolve(ref.namespace_, ref.name);
-    ref_added =
-        resolved.ok() ? store->AddRef(resolved->hash(), id) : resolved.status();
+    ref_added = resolved.ok() ? store->AddRef(resolved->hash(), id, pod)
+                              : resolved.status();
   }
   if (!ref_added.ok()) {
     return fail(absl::StatusCode::kFailedPrecondition,

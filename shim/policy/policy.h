@@ -24,6 +24,10 @@ inline constexpr char kCriContainerTypeAnnotation[] =
     "io.kubernetes.cri.container-type";
 inline constexpr char kCriSandboxNamespaceAnnotation[] =
     "io.kubernetes.cri.sandbox-namespace";
+inline constexpr char kCriSandboxNameAnnotation[] =
+    "io.kubernetes.cri.sandbox-name";
+inline constexpr char kCriContainerNameAnnotation[] =
+    "io.kubernetes.cri.container-name";
 
 // The layout inside a confined container (see docs/shim.md): the bundle's
 // stockade/ directory bind-mounted read-only at kContainerDir, holding the

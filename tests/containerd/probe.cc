@@ -17,6 +17,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -83,6 +84,10 @@ void Attempt(const std::string& arg) {
     return Report(arg, socket(AF_PACKET, SOCK_RAW, 0));
   const size_t colon = arg.find(':');
   const std::string kind = arg.substr(0, colon);
+  if (kind == "wait") {  // wait:MS, e.g. to outlive a denial's report
+    usleep(static_cast<useconds_t>(std::atoi(arg.c_str() + colon + 1)) * 1000);
+    return;
+  }
   const std::string rest =
       colon == std::string::npos ? "" : arg.substr(colon + 1);
   if (kind == "read") {

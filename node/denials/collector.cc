@@ -1,0 +1,380 @@
+#include "node/denials/collector.h"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "node/denials/attribution.h"
+#include "node/denials/denial_log.h"
+#include "node/denials/kernel_log.h"
+#include "store/store.h"
+
+#ifndef AUDIT_NLGRP_READLOG
+#define AUDIT_NLGRP_READLOG 1
+#endif
+
+namespace stockade::node::denials {
+
+namespace {
+
+// One request on a unicast audit socket; the kernel's answer (ACK errno, or
+// for AUDIT_GET the status) in *status. Returns the errno (0 on success).
+int AuditRequest(uint16_t type, const audit_status* set, audit_status* got) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT);
+  if (fd < 0) return errno;
+  struct {
+    nlmsghdr h;
+    audit_status s;
+  } req{};
+  req.h.nlmsg_len = NLMSG_LENGTH(set != nullptr ? sizeof(audit_status) : 0);
+  req.h.nlmsg_type = type;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.h.nlmsg_seq = 1;
+  if (set != nullptr) req.s = *set;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  int error = 0;
+  if (sendto(fd, &req, req.h.nlmsg_len, 0,
+             reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+    error = errno;
+  }
+  char buf[8192];
+  timeval timeout{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  bool acked = false;
+  while (error == 0 && !acked) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      error = errno;
+      break;
+    }
+    size_t left = static_cast<size_t>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+        acked = true;
+        if (error != 0 || type != AUDIT_GET) break;
+        acked = false;  // AUDIT_GET: the status follows the ACK
+      } else if (h->nlmsg_type == AUDIT_GET && got != nullptr) {
+        memcpy(got, NLMSG_DATA(h),
+               std::min<size_t>(sizeof *got, h->nlmsg_len - NLMSG_HDRLEN));
+        acked = true;
+      }
+    }
+  }
+  close(fd);
+  return error;
+}
+
+}  // namespace
+
+struct Collector::State {
+  explicit State(store::Store s) : store(std::move(s)), attributor(&store) {}
+  store::Store store;
+  Attributor attributor;
+  std::unique_ptr<DenialLog> log;
+  struct Bucket {
+    double tokens = 0;
+    absl::Time last;
+    int64_t suppressed = 0;
+    Denial sample;  // describes the container in a summary record
+  };
+  absl::flat_hash_map<std::string, Bucket> buckets;
+  // Landlock: a denial waits for the records of the same event that name
+  // its process (LANDLOCK_DOMAIN, SYSCALL).
+  std::map<uint64_t, KernelRecord> pending;
+  struct Process {
+    int64_t pid;
+    std::string comm, exe;
+  };
+  absl::flat_hash_map<std::string, Process> domains;
+  // Landlock domains already attributed (their processes may be gone).
+  absl::flat_hash_map<std::string, Attribution> domain_owner;
+};
+
+absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
+    CollectorOptions options) {
+  absl::StatusOr<store::Store> store = store::Store::Open(options.store_root);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Collector> c(new Collector());
+  c->options_ = std::move(options);
+  c->state_ = std::make_unique<State>(*std::move(store));
+  absl::StatusOr<DenialLog> log = DenialLog::Open(
+      DenialDir(c->options_.store_root), c->options_.max_log_bytes);
+  if (!log.ok()) return log.status();
+  c->state_->log = std::make_unique<DenialLog>(*std::move(log));
+
+  std::string errors;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                  NETLINK_AUDIT);
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = 1U << (AUDIT_NLGRP_READLOG - 1);
+  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) ==
+                     0) {
+    int size = 4 << 20;  // room for a burst while the thread is busy
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    c->audit_fd_ = fd;
+    c->sources_ = "audit-netlink";
+  } else {
+    errors = absl::StrCat("audit netlink: ", strerror(errno));
+    if (fd >= 0) close(fd);
+  }
+  c->kmsg_fd_ = open(c->options_.kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (c->kmsg_fd_ >= 0) {
+    lseek(c->kmsg_fd_, 0, SEEK_END);  // from now on
+    absl::StrAppend(&c->sources_, c->sources_.empty() ? "" : ",", "kmsg");
+  } else {
+    absl::StrAppend(&errors, "; ", c->options_.kmsg, ": ", strerror(errno));
+  }
+  if (c->audit_fd_ < 0 && c->kmsg_fd_ < 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot read kernel denials (", errors,
+        "): the collector needs CAP_AUDIT_READ or CAP_SYSLOG"));
+  }
+  if (c->options_.enable_audit) {
+    audit_status now{};
+    int error = AuditRequest(AUDIT_GET, nullptr, &now);
+    if (error == 0 && now.enabled == 0) {
+      audit_status set{};
+      set.mask = AUDIT_STATUS_ENABLED;
+      set.enabled = 1;
+      error = AuditRequest(AUDIT_SET, &set, nullptr);
+      c->enabled_audit_ = error == 0;
+    }
+    if (error != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "cannot turn the kernel's audit on (", strerror(error),
+          "): needs CAP_AUDIT_CONTROL"));
+    }
+  }
+  c->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  c->thread_ = std::thread([raw = c.get()] { raw->Run(); });
+  return c;
+}
+
+Collector::~Collector() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof one);
+    thread_.join();
+  }
+  for (int fd : {audit_fd_, kmsg_fd_, stop_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+  if (enabled_audit_) {
+    audit_status set{};
+    set.mask = AUDIT_STATUS_ENABLED;
+    set.enabled = 0;
+    AuditRequest(AUDIT_SET, &set, nullptr);
+  }
+}
+
+void Collector::Run() {
+  State& s = *state_;
+  auto emit = [&](const KernelRecord& r) {
+    // The process, then its parent, then the process that made its Landlock
+    // domain: a denied process may be gone by the time its record arrives.
+    std::optional<Attribution> who;
+    int64_t pid = r.pid;
+    std::string comm = r.comm, exe = r.exe;
+    if (r.layer == Layer::kNetwork && !r.policy.empty()) {
+      who = s.attributor.ForPolicy(r.policy);
+    } else {
+      who = s.attributor.ForPid(r.pid);
+      if (!who && r.ppid != 0) who = s.attributor.ForPid(r.ppid);
+      if (!who && !r.domain.empty()) {
+        auto known = s.domain_owner.find(r.domain);
+        if (known != s.domain_owner.end()) who = known->second;
+        auto d = s.domains.find(r.domain);
+        if (!who && d != s.domains.end()) {
+          who = s.attributor.ForPid(d->second.pid);
+          if (pid == 0) {
+            pid = d->second.pid;
+            comm = d->second.comm;
+            exe = d->second.exe;
+          }
+        }
+      }
+      if (who && !r.domain.empty()) s.domain_owner[r.domain] = *who;
+    }
+    if (!who) {
+      ++stats_.unattributed;
+      return;
+    }
+    Denial d;
+    d.time = absl::Now();
+    d.node = options_.node_name;
+    d.container_id = who->container_id;
+    d.pod_namespace = who->pod.namespace_;
+    d.pod_name = who->pod.name;
+    d.container_name = who->pod.container;
+    d.policy_namespace = who->policy_namespace;
+    d.policy_name = who->policy_name;
+    d.policy_hash = who->policy_hash;
+    d.layer = LayerName(r.layer);
+    d.mode = r.complained ? "complained" : "enforced";
+    d.syscall = r.syscall;
+    d.path = r.path;
+    d.access = r.access;
+    d.operation = r.operation;
+    d.destination = r.destination;
+    d.protocol = r.protocol;
+    d.port = r.port;
+    d.pid = pid;
+    d.comm = comm;
+    d.exe = exe;
+
+    State::Bucket& b = s.buckets[d.container_id];
+    if (b.last == absl::Time()) {
+      b.tokens = options_.burst;
+    } else {
+      b.tokens = std::min<double>(
+          options_.burst,
+          b.tokens + absl::ToDoubleSeconds(d.time - b.last) * options_.rate);
+    }
+    b.last = d.time;
+    if (b.tokens < 1) {
+      ++b.suppressed;
+      ++stats_.suppressed;
+      b.sample = d;
+      return;
+    }
+    b.tokens -= 1;
+    if (b.suppressed > 0) {
+      Denial summary;
+      summary.time = d.time;
+      summary.node = d.node;
+      summary.container_id = d.container_id;
+      summary.policy_namespace = d.policy_namespace;
+      summary.policy_name = d.policy_name;
+      summary.policy_hash = d.policy_hash;
+      summary.suppressed = b.suppressed;
+      b.suppressed = 0;
+      (void)s.log->Append(summary);
+      if (options_.on_denial) options_.on_denial(summary);
+    }
+    (void)s.log->Append(d);
+    ++stats_.logged;
+    if (options_.on_denial) options_.on_denial(d);
+  };
+  auto flush_pending = [&](uint64_t keep) {
+    for (auto it = s.pending.begin(); it != s.pending.end();) {
+      if (it->first == keep) {
+        ++it;
+        continue;
+      }
+      emit(it->second);
+      it = s.pending.erase(it);
+    }
+  };
+  auto handle = [&](const KernelRecord& r) {
+    flush_pending(r.serial);
+    switch (r.kind) {
+      case KernelRecord::Kind::kLandlockDomain:
+        s.domains[r.domain] = {r.pid, r.comm, r.exe};
+        [[fallthrough]];
+      case KernelRecord::Kind::kSyscall: {
+        auto p = s.pending.find(r.serial);
+        if (p != s.pending.end() && r.pid != 0) {
+          if (p->second.pid == 0) {
+            p->second.pid = r.pid;
+            p->second.comm = r.comm;
+            p->second.exe = r.exe;
+          }
+          if (r.kind == KernelRecord::Kind::kSyscall) {
+            p->second.ppid = r.ppid;
+          }
+        }
+        return;
+      }
+      case KernelRecord::Kind::kDenial:
+        // An audit event's other records (SYSCALL: the parent; Landlock's
+        // DOMAIN: the process) follow it with the same serial.
+        if (r.serial != 0) {
+          s.pending[r.serial] = r;
+        } else {
+          emit(r);
+        }
+        return;
+    }
+  };
+
+  std::string buf(1 << 16, '\0');
+  while (true) {
+    pollfd fds[3] = {{stop_fd_, POLLIN, 0},
+                     {audit_fd_, POLLIN, 0},
+                     {kmsg_fd_, POLLIN, 0}};
+    // A pending denial waits only for the rest of its event, which the
+    // kernel sends right behind it.
+    int n = poll(fds, 3, s.pending.empty() ? 100 : 5);
+    if (n < 0 && errno != EINTR) return;
+    if (fds[0].revents != 0) return;
+    if (n == 0) {
+      flush_pending(0);
+      // Summaries of containers that went quiet after being limited.
+      for (auto& [id, b] : s.buckets) {
+        if (b.suppressed > 0 && absl::Now() - b.last > absl::Seconds(1)) {
+          Denial summary = b.sample;
+          summary.suppressed = b.suppressed;
+          summary.time = absl::Now();
+          b.suppressed = 0;
+          (void)s.log->Append(summary);
+          if (options_.on_denial) options_.on_denial(summary);
+        }
+      }
+      continue;
+    }
+    if (audit_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      while (true) {
+        ssize_t got = recv(audit_fd_, buf.data(), buf.size(), 0);
+        if (got < 0) break;  // EAGAIN, or ENOBUFS (records lost)
+        // One record per datagram. Its nlmsg_len cannot be trusted: audit
+        // has long set it to the payload's length alone on some paths, so
+        // the datagram's size bounds the payload.
+        if (static_cast<size_t>(got) < NLMSG_HDRLEN) continue;
+        {
+          const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
+          absl::string_view payload(buf.data() + NLMSG_HDRLEN,
+                                    static_cast<size_t>(got) - NLMSG_HDRLEN);
+          while (!payload.empty() && payload.back() == '\0') {
+            payload.remove_suffix(1);
+          }
+          std::optional<KernelRecord> r = ParseKernelRecord(
+              absl::StrCat("audit: type=", h->nlmsg_type, " ", payload));
+          if (r) handle(*r);
+        }
+      }
+    }
+    if (kmsg_fd_ >= 0 && (fds[2].revents & POLLIN)) {
+      while (true) {
+        ssize_t got = read(kmsg_fd_, buf.data(), buf.size());
+        if (got < 0) {
+          if (errno == EPIPE) continue;  // overwritten records: go on
+          break;
+        }
+        absl::string_view record(buf.data(), static_cast<size_t>(got));
+        std::optional<KernelRecord> r = ParseKernelRecord(record);
+        // Audit records come from the audit socket when it is read.
+        if (!r || (audit_fd_ >= 0 && r->layer != Layer::kNetwork)) continue;
+        handle(*r);
+      }
+    }
+  }
+}
+
+}  // namespace stockade::node::denials
