@@ -119,7 +119,7 @@ int DenialsCommand(const Flags& flags, std::ostream& out, std::ostream& err) {
   const std::string path = dir + "/denials.jsonl";
   std::ifstream in(path);
   in.seekg(0, std::ios::end);
-  struct stat st{};
+  struct stat st {};
   stat(path.c_str(), &st);
   ino_t inode = st.st_ino;
   bool header = shown.empty();

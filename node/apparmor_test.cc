@@ -89,7 +89,7 @@ TEST(AppArmorTest, LoadingFollowsTheKernel) {
   AppArmor apparmor = Make();
   auto binary = apparmor.Compile(GoldenProfile());
   ASSERT_TRUE(binary.ok()) << binary.status();
-  const std::string name = "stockade.agents.research-agent.92ec3f34f933";
+  const std::string name = "stockade.agents.research-agent.eca96e2818d3";
   if (!AppArmorKernelEnabled()) {
     // This project's machines: no AppArmor in the kernel. Every kernel
     // operation fails, saying why, and nothing crashes.

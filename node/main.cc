@@ -76,6 +76,9 @@ Denials (docs/denials.md):
   --enable-audit            turn the kernel's audit on while collecting
                             (off again at exit): Landlock reports denials
                             only then; costs each syscall a little
+  --log-all-netns           set net.netfilter.nf_log_all_netns=1 while
+                            collecting (0 again at exit): the egress rules'
+                            log lines of pods reach the kernel log only then
   --denial-burst N          per container, at most N denials at once
                             (default 20) ...
   --denial-rate R           ... refilled at R per second (default 5); the
@@ -140,6 +143,7 @@ int main(int argc, char** argv) {
       {"denial-burst", {true, "20"}},
       {"denial-rate", {true, "5"}},
       {"enable-audit", {false, ""}},
+      {"log-all-netns", {false, ""}},
       {"version", {false, ""}},
       {"help", {false, ""}},
   };
@@ -200,30 +204,36 @@ int main(int argc, char** argv) {
         "number > 0");
   }
   collect.enable_audit = flags["enable-audit"].set;
+  collect.log_all_netns = flags["log-all-netns"].set;
   auto log = stockade::distribution::StderrJsonLog("node", level);
+  // SIGTERM/SIGINT are taken by sigwait below; block them before any
+  // thread (the collector's) starts, so that none of them gets one.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::unique_ptr<stockade::node::denials::Collector> collector;
-  if (denials == "on" || denials_only) {
+  // Collecting denials is best effort beside the agent (logged when it
+  // cannot), the whole job with --denials-only.
+  auto start_collector = [&]() -> bool {
     auto started = stockade::node::denials::Collector::Start(collect);
     if (!started.ok()) {
       log(LogLevel::kError, "cannot collect denials",
           {{"error", std::string(started.status().message())}});
-      if (denials_only) return 1;
-    } else {
-      collector = *std::move(started);
-      log(LogLevel::kInfo, "collecting denials",
-          {{"sources", collector->sources()},
-           {"audit", collector->enabled_audit() ? "turned on" : "as it was"},
-           {"log", stockade::node::denials::DenialDir(collect.store_root)}});
+      return false;
     }
-  }
+    collector = *std::move(started);
+    log(LogLevel::kInfo, "collecting denials",
+        {{"sources", collector->sources()},
+         {"audit", collector->enabled_audit() ? "turned on" : "as it was"},
+         {"log", stockade::node::denials::DenialDir(collect.store_root)}});
+    return true;
+  };
   if (denials_only) {
-    sigset_t only;
-    sigemptyset(&only);
-    sigaddset(&only, SIGTERM);
-    sigaddset(&only, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &only, nullptr);
+    if (!start_collector()) return 1;
     int sig = 0;
-    sigwait(&only, &sig);
+    sigwait(&stop_signals, &sig);
     log(LogLevel::kInfo, "stopping",
         {{"signal", strsignal(sig)},
          {"logged", absl::StrCat(collector->stats().logged.load())},
@@ -303,6 +313,7 @@ int main(int argc, char** argv) {
                 {{"error", std::string(agent.status().message())}});
     return 1;
   }
+  if (denials == "on") start_collector();
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);

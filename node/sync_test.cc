@@ -382,7 +382,7 @@ TEST_F(SyncTest, AppArmorErrorsAreReportedPerPolicy) {
   Reopen(/*apparmor=*/true);
   CompiledPolicy good = MakePolicy("agents", "research-agent", "1");
   good.mutable_apparmor()->set_name(
-      "stockade.agents.research-agent.92ec3f34f933");
+      "stockade.agents.research-agent.eca96e2818d3");
   good.mutable_apparmor()->set_text(GoldenProfile());
   CompiledPolicy broken = MakePolicy("agents", "broken", "1");
   broken.mutable_apparmor()->set_text("profile " + broken.apparmor().name() +
@@ -399,7 +399,7 @@ TEST_F(SyncTest, AppArmorErrorsAreReportedPerPolicy) {
   if (AppArmorKernelEnabled()) {
     EXPECT_FALSE(errors.contains(good.hash()));
     EXPECT_THAT(report.profiles_added(),
-                ElementsAre("stockade.agents.research-agent.92ec3f34f933"));
+                ElementsAre("stockade.agents.research-agent.eca96e2818d3"));
   } else {
     ASSERT_TRUE(errors.contains(good.hash()));
     EXPECT_THAT(errors[good.hash()],

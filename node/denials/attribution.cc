@@ -106,10 +106,10 @@ std::optional<Attribution> Attributor::ForPolicy(
   for (const auto& [container, hash] : hash_of_container_) {
     std::optional<Attribution> a = ForContainer(container);
     if (!a) continue;
-    std::string name = a->policy_namespace.empty()
-                           ? a->policy_name
-                           : absl::StrCat(a->policy_namespace, "/",
-                                          a->policy_name);
+    std::string name =
+        a->policy_namespace.empty()
+            ? a->policy_name
+            : absl::StrCat(a->policy_namespace, "/", a->policy_name);
     if (name != namespaced_name) continue;
     containers.push_back(container);
     found = a;

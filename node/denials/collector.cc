@@ -47,8 +47,8 @@ int AuditRequest(uint16_t type, const audit_status* set, audit_status* got) {
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   int error = 0;
-  if (sendto(fd, &req, req.h.nlmsg_len, 0,
-             reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+  if (sendto(fd, &req, req.h.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+             sizeof kernel) < 0) {
     error = errno;
   }
   char buf[8192];
@@ -102,6 +102,8 @@ struct Collector::State {
     std::string comm, exe;
   };
   absl::flat_hash_map<std::string, Process> domains;
+  // Network denials logged lately (retransmissions are not new denials).
+  absl::flat_hash_map<std::string, absl::Time> recent_packets;
   // Landlock domains already attributed (their processes may be gone).
   absl::flat_hash_map<std::string, Attribution> domain_owner;
 };
@@ -124,8 +126,8 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
   sockaddr_nl addr{};
   addr.nl_family = AF_NETLINK;
   addr.nl_groups = 1U << (AUDIT_NLGRP_READLOG - 1);
-  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) ==
-                     0) {
+  if (fd >= 0 &&
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     int size = 4 << 20;  // room for a burst while the thread is busy
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
     c->audit_fd_ = fd;
@@ -134,7 +136,8 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
     errors = absl::StrCat("audit netlink: ", strerror(errno));
     if (fd >= 0) close(fd);
   }
-  c->kmsg_fd_ = open(c->options_.kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  c->kmsg_fd_ =
+      open(c->options_.kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (c->kmsg_fd_ >= 0) {
     lseek(c->kmsg_fd_, 0, SEEK_END);  // from now on
     absl::StrAppend(&c->sources_, c->sources_.empty() ? "" : ",", "kmsg");
@@ -142,9 +145,9 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
     absl::StrAppend(&errors, "; ", c->options_.kmsg, ": ", strerror(errno));
   }
   if (c->audit_fd_ < 0 && c->kmsg_fd_ < 0) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "cannot read kernel denials (", errors,
-        "): the collector needs CAP_AUDIT_READ or CAP_SYSLOG"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot read kernel denials (", errors,
+                     "): the collector needs CAP_AUDIT_READ or CAP_SYSLOG"));
   }
   if (c->options_.enable_audit) {
     audit_status now{};
@@ -157,10 +160,26 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
       c->enabled_audit_ = error == 0;
     }
     if (error != 0) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "cannot turn the kernel's audit on (", strerror(error),
-          "): needs CAP_AUDIT_CONTROL"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot turn the kernel's audit on (", strerror(error),
+                       "): needs CAP_AUDIT_CONTROL"));
     }
+  }
+  if (c->options_.log_all_netns) {
+    const char* knob = "/proc/sys/net/netfilter/nf_log_all_netns";
+    char now = '1';
+    int fd = open(knob, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || read(fd, &now, 1) != 1 ||
+        (now == '0' &&
+         (lseek(fd, 0, SEEK_SET) != 0 || write(fd, "1", 1) != 1))) {
+      int error = errno;
+      if (fd >= 0) close(fd);
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot set ", knob, " (", strerror(error),
+                       "): needs root in the host's network namespace"));
+    }
+    close(fd);
+    c->enabled_netns_log_ = now == '0';
   }
   c->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   c->thread_ = std::thread([raw = c.get()] { raw->Run(); });
@@ -175,6 +194,14 @@ Collector::~Collector() {
   }
   for (int fd : {audit_fd_, kmsg_fd_, stop_fd_}) {
     if (fd >= 0) close(fd);
+  }
+  if (enabled_netns_log_) {
+    int fd =
+        open("/proc/sys/net/netfilter/nf_log_all_netns", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)!write(fd, "0", 1);
+      close(fd);
+    }
   }
   if (enabled_audit_) {
     audit_status set{};
@@ -239,6 +266,21 @@ void Collector::Run() {
     d.comm = comm;
     d.exe = exe;
 
+    // A dropped connection attempt is logged once per packet: the SYN and
+    // its retransmissions. One denial per destination and 5 s.
+    if (r.layer == Layer::kNetwork) {
+      std::string key =
+          absl::StrCat(d.container_id, " ", d.policy_hash, " ", d.protocol, " ",
+                       d.destination, " ", d.port);
+      auto seen = s.recent_packets.find(key);
+      if (seen != s.recent_packets.end() &&
+          d.time - seen->second < absl::Seconds(5)) {
+        ++stats_.repeated;
+        return;
+      }
+      s.recent_packets[key] = d.time;
+      if (s.recent_packets.size() > 4096) s.recent_packets.clear();
+    }
     State::Bucket& b = s.buckets[d.container_id];
     if (b.last == absl::Time()) {
       b.tokens = options_.burst;
@@ -316,9 +358,8 @@ void Collector::Run() {
 
   std::string buf(1 << 16, '\0');
   while (true) {
-    pollfd fds[3] = {{stop_fd_, POLLIN, 0},
-                     {audit_fd_, POLLIN, 0},
-                     {kmsg_fd_, POLLIN, 0}};
+    pollfd fds[3] = {
+        {stop_fd_, POLLIN, 0}, {audit_fd_, POLLIN, 0}, {kmsg_fd_, POLLIN, 0}};
     // A pending denial waits only for the rest of its event, which the
     // kernel sends right behind it.
     int n = poll(fds, 3, s.pending.empty() ? 100 : 5);

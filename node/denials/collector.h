@@ -39,6 +39,10 @@ struct CollectorOptions {
   // Needs CAP_AUDIT_CONTROL. Audit on costs every syscall a little (an audit
   // context), even with no rules.
   bool enable_audit = false;
+  // Set net.netfilter.nf_log_all_netns to 1 when it is 0 (and back when the
+  // collector stops): the kernel drops log lines from network namespaces
+  // other than the host's, which every pod's is, unless it is set.
+  bool log_all_netns = false;
   // Called for every denial logged (after the rate limit), on the
   // collector's thread.
   std::function<void(const Denial&)> on_denial;
@@ -48,6 +52,7 @@ struct CollectorStats {
   std::atomic<int64_t> logged{0};
   std::atomic<int64_t> suppressed{0};    // dropped by the rate limit
   std::atomic<int64_t> unattributed{0};  // not a Stockade container's
+  std::atomic<int64_t> repeated{0};      // the same packet retransmitted
 };
 
 class Collector {
@@ -76,6 +81,7 @@ class Collector {
   CollectorStats stats_;
   std::string sources_;
   bool enabled_audit_ = false;
+  bool enabled_netns_log_ = false;
   int audit_fd_ = -1, kmsg_fd_ = -1, stop_fd_ = -1;
   std::unique_ptr<State> state_;
   std::thread thread_;

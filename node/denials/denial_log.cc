@@ -118,9 +118,9 @@ absl::StatusOr<std::vector<Denial>> ReadDenials(const std::string& dir,
     }
   }
   if (!any) {
-    return absl::NotFoundError(absl::StrCat(
-        "no denial log in ", dir,
-        " (stockade-node writes it where it collects denials)"));
+    return absl::NotFoundError(
+        absl::StrCat("no denial log in ", dir,
+                     " (stockade-node writes it where it collects denials)"));
   }
   return out;
 }

@@ -1,3 +1,5 @@
+#include "node/denials/denial.h"
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/denials/attribution.h"
-#include "node/denials/denial.h"
 #include "node/denials/denial_log.h"
 
 namespace stockade::node::denials {
@@ -84,9 +85,8 @@ TEST(AttributionTest, CgroupPathsNameTheContainer) {
               ElementsAre("agent-x", "attack-1"));
   // systemd cgroups under Kubernetes.
   EXPECT_THAT(
-      Attributor::Candidates(
-          "0::/kubepods.slice/kubepods-pod12.slice/"
-          "cri-containerd-0123abcd.scope\n"),
+      Attributor::Candidates("0::/kubepods.slice/kubepods-pod12.slice/"
+                             "cri-containerd-0123abcd.scope\n"),
       ElementsAre("0123abcd", "kubepods-pod12.slice", "kubepods.slice"));
   EXPECT_TRUE(Attributor::Candidates("garbage").empty());
 }

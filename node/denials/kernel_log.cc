@@ -182,10 +182,9 @@ std::map<std::string, std::string> ParseAuditFields(absl::string_view body) {
 std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
   // /dev/kmsg: "PRI,SEQ,USEC,FLAGS;MESSAGE\n continuation..."
   record = record.substr(0, record.find('\n'));
-  if (size_t semi = record.find(';'); semi != absl::string_view::npos &&
-                                      semi < 64 &&
-                                      record.substr(0, semi).find(' ') ==
-                                          absl::string_view::npos) {
+  if (size_t semi = record.find(';');
+      semi != absl::string_view::npos && semi < 64 &&
+      record.substr(0, semi).find(' ') == absl::string_view::npos) {
     record = record.substr(semi + 1);
   }
   if (absl::StartsWith(record, "stockade-egress-")) {

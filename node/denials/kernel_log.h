@@ -40,8 +40,8 @@ struct KernelRecord {
   std::string operation;  // AppArmor operation ("open", "exec")
   std::string profile;    // AppArmor profile
   std::string path;
-  std::string access;     // "r", "w"; Landlock blockers ("fs.write_file")
-  std::string domain;     // Landlock domain id
+  std::string access;  // "r", "w"; Landlock blockers ("fs.write_file")
+  std::string domain;  // Landlock domain id
   // network (nftables log line)
   std::string policy;  // "namespace/name" from the log prefix, when present
   std::string destination, protocol;

@@ -56,9 +56,9 @@ TEST(KernelLogTest, AppArmorDeniedAndAllowed) {
   EXPECT_TRUE(allowed->complained);
   EXPECT_EQ(allowed->access, "x");
   // STATUS records (profile loads) are not denials.
-  EXPECT_FALSE(ParseKernelRecord(
-      "audit: type=1400 audit(1.2:9): apparmor=\"STATUS\" "
-      "operation=\"profile_load\" name=\"p\""));
+  EXPECT_FALSE(
+      ParseKernelRecord("audit: type=1400 audit(1.2:9): apparmor=\"STATUS\" "
+                        "operation=\"profile_load\" name=\"p\""));
 }
 
 TEST(KernelLogTest, LandlockAccessDomainAndSyscall) {

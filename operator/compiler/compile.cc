@@ -61,7 +61,10 @@ absl::StatusOr<v1::CompiledPolicy> CompileEffective(
   std::vector<std::string> notes;
   *out.mutable_landlock() = CompileLandlock(policy, &notes);
   *out.mutable_oci() = CompileOciChanges(policy);
-  out.set_nftables(CompileNftables(policy));
+  out.set_nftables(CompileNftables(
+      policy, source.namespace_().empty()
+                  ? source.name()
+                  : absl::StrCat(source.namespace_(), "/", source.name())));
   if (policy.mode() == v1::MODE_COMPLAIN) {
     notes.push_back(
         "Complain mode: AppArmor complains instead of denying, seccomp logs "

@@ -20,7 +20,7 @@ namespace stockade::compiler {
 
 // Changes whenever the compiler's output for the same input changes; part of
 // every policy hash.
-inline constexpr char kCompilerVersion[] = "stockade-compiler/1";
+inline constexpr char kCompilerVersion[] = "stockade-compiler/2";
 
 // sha256 (hex) over the compiler version, the source's kind, namespace and
 // name, and the effective policy.

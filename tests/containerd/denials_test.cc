@@ -22,6 +22,7 @@
 #include "operator/compiler/compile.h"
 #include "store/store.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/netns.h"
 #include "tests/support/subprocess.h"
 
 namespace stockade::testing {
@@ -65,11 +66,17 @@ class DenialsTest : public ::testing::Test {
     hashes_ = new std::map<std::string, std::string>();
     for (const auto& [name, mode] :
          {std::pair<std::string, std::string>{"agent", "Enforce"},
-          {"learner", "Complain"}}) {
-      auto decoded = compiler::DecodeManifests(
-          Replace(Replace(Replace(kPolicy, "NAME", name), "NS", *ns_), "MODE",
-                  mode),
-          "policy.yaml");
+          {"learner", "Complain"},
+          {"egress", "Enforce"}}) {
+      std::string text = Replace(
+          Replace(Replace(kPolicy, "NAME", name), "NS", *ns_), "MODE", mode);
+      if (name == "egress") {
+        // One test host (NetnsPair subnet 92), port 8080.
+        text +=
+            "  network:\n    egress: [{cidrs: [169.254.92.2/32], ports: "
+            "[{port: 8080}]}]\n";
+      }
+      auto decoded = compiler::DecodeManifests(text, "policy.yaml");
       ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
       auto compiled = compiler::CompileAgentPolicy(
           std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
@@ -96,13 +103,14 @@ class DenialsTest : public ::testing::Test {
     log_path_ = new std::string(*dir_ + "/node.log");
     auto pid = SpawnDaemon(
         {absl::StrCat(STOCKADE_BIN_DIR, "/stockade-node"), "--denials-only",
-         "--enable-audit", "--store", *store_, "--node-name", "test-node",
-         "--denial-burst", "10", "--denial-rate", "2"},
+         "--enable-audit", "--log-all-netns", "--store", *store_, "--node-name",
+         "test-node", "--denial-burst", "10", "--denial-rate", "2"},
         {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, *log_path_);
     ASSERT_TRUE(pid.ok()) << pid.status();
     collector_pid_ = *pid;
     absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline && !absl::StrContains(NodeLog(), "collecting denials")) {
+    while (absl::Now() < deadline &&
+           !absl::StrContains(NodeLog(), "collecting denials")) {
       absl::SleepFor(absl::Milliseconds(50));
     }
     ASSERT_THAT(NodeLog(), HasSubstr("collecting denials"));
@@ -145,14 +153,14 @@ class DenialsTest : public ::testing::Test {
 
   // The logged denials of container `id`, once `want` of them are there (or
   // after `wait`, whatever is there then).
-  static std::vector<Denial> DenialsOf(const std::string& id, size_t want,
-                                       absl::Duration wait = absl::Seconds(10)) {
+  static std::vector<Denial> DenialsOf(
+      const std::string& id, size_t want,
+      absl::Duration wait = absl::Seconds(10)) {
     absl::Time deadline = absl::Now() + wait;
     std::vector<Denial> mine;
     while (true) {
       mine.clear();
-      auto all = node::denials::ReadDenials(
-          node::denials::DenialDir(*store_));
+      auto all = node::denials::ReadDenials(node::denials::DenialDir(*store_));
       if (all.ok()) {
         for (const Denial& d : *all) {
           if (d.container_id == id) mine.push_back(d);
@@ -215,6 +223,41 @@ TEST_F(DenialsTest, LandlockExecDenialIsOneAttributedRecord) {
   EXPECT_EQ(got[0].policy_name, "agent");
 }
 
+TEST_F(DenialsTest, EgressDropIsOneAttributedRecord) {
+  NetnsPair::Options options;
+  options.subnet = 92;
+  absl::StatusOr<std::unique_ptr<NetnsPair>> pair = NetnsPair::Create(options);
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  ASSERT_TRUE((*pair)->Listen({8080}).ok());
+  const std::vector<std::string> hosts = (*pair)->remote_ips();
+  ASSERT_GE(hosts.size(), 2u);
+  RunSpec spec;
+  spec.id = "exfil";
+  spec.cmd = {"/bin/probe", "connect:" + hosts[1] + ":8080", "wait:300"};
+  spec.runtime = kStockadeRuntime;
+  spec.rootfs = *rootfs_;
+  spec.annotations = {{"stockade.dev/policy", "egress"}};
+  spec.extra_args = {"--runtime-config-path", *config_};
+  spec.netns_path = (*pair)->client_path();
+  CommandResult r = fixture_->Run(spec, absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("ETIMEDOUT"));  // dropped silently
+  std::vector<Denial> got = DenialsOf("exfil", 1);
+  absl::SleepFor(absl::Milliseconds(500));
+  got = DenialsOf("exfil", 1, absl::ZeroDuration());
+  // The SYN and its retransmissions: one denial.
+  std::string lines;
+  for (const Denial& d : got) lines += d.ToLine() + "\n";
+  ASSERT_EQ(got.size(), 1u) << lines << NodeLog();
+  EXPECT_EQ(got[0].layer, "network");
+  EXPECT_EQ(got[0].mode, "enforced");
+  EXPECT_EQ(got[0].destination, hosts[1]);
+  EXPECT_EQ(got[0].port, 8080);
+  EXPECT_EQ(got[0].protocol, "tcp");
+  EXPECT_EQ(got[0].policy_name, "egress");
+  EXPECT_EQ(got[0].policy_hash, hashes_->at("egress"));
+}
+
 TEST_F(DenialsTest, ComplainModeLetsTheCallThroughAndReportsIt) {
   CommandResult r =
       Run("learner", {"/bin/probe", "keyctl", "exec:/usr/bin/pip", "wait:300"},
@@ -260,16 +303,16 @@ TEST_F(DenialsTest, AFloodIsRateLimitedAndCounted) {
 TEST_F(DenialsTest, StockadeDenialsShowsThem) {
   ASSERT_TRUE(Run("shown", {"/bin/probe", "ptrace", "wait:300"}).ok());
   ASSERT_EQ(DenialsOf("shown", 1).size(), 1u) << NodeLog();
-  CommandResult table = RunCommand(
-      {absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials", "--store",
-       *store_, "--container", "shown"});
+  CommandResult table =
+      RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials",
+                  "--store", *store_, "--container", "shown"});
   ASSERT_TRUE(table.ok()) << table.ToString();
   EXPECT_THAT(table.out, HasSubstr("LAYER"));
   EXPECT_THAT(table.out, HasSubstr("ptrace"));
   EXPECT_THAT(table.out, HasSubstr(absl::StrCat(*ns_, "/agent")));
-  CommandResult json = RunCommand(
-      {absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials", "--store",
-       *store_, "--container", "shown", "-o", "json"});
+  CommandResult json =
+      RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials",
+                  "--store", *store_, "--container", "shown", "-o", "json"});
   ASSERT_TRUE(json.ok()) << json.ToString();
   auto d = Denial::FromLine(absl::StripTrailingAsciiWhitespace(json.out));
   ASSERT_TRUE(d.ok()) << json.out;

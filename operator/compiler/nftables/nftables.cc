@@ -142,7 +142,19 @@ void EgressRule(const v1::EgressRule& rule, int index, std::string* out) {
 
 }  // namespace
 
-std::string CompileNftables(const EffectivePolicy& policy) {
+std::string NftLogPrefix(bool complain, absl::string_view log_tag) {
+  std::string prefix =
+      complain ? "stockade-egress-complain " : "stockade-egress-drop ";
+  // NF_LOG_PREFIXLEN is 128 with the NUL; the tag holds only Kubernetes
+  // name characters and '/'.
+  if (!log_tag.empty() && prefix.size() + log_tag.size() + 1 <= 127) {
+    absl::StrAppend(&prefix, log_tag, " ");
+  }
+  return prefix;
+}
+
+std::string CompileNftables(const EffectivePolicy& policy,
+                            absl::string_view log_tag) {
   const bool complain = policy.mode() == v1::MODE_COMPLAIN;
   std::string out = absl::StrCat(
       "# Stockade egress rules for one pod's network namespace (generated).\n"
@@ -168,10 +180,15 @@ std::string CompileNftables(const EffectivePolicy& policy) {
   for (int i = 0; i < policy.network().egress_size(); ++i) {
     EgressRule(policy.network().egress(i), i, &out);
   }
+  // The kernel's own link-local multicast (MLD reports when an interface
+  // comes up) is no agent's egress: dropped (let through in Complain mode)
+  // without a log line, so that denial reports name only what the agent did.
+  absl::StrAppend(&out, "\t\tip6 daddr ff02::/16 ",
+                  complain ? "accept" : "drop",
+                  " comment \"link-local multicast\"\n");
   // Counted always, logged at most 10 times a second.
-  absl::StrAppend(
-      &out, "\t\tcounter limit rate 10/second log prefix \"",
-      complain ? "stockade-egress-complain " : "stockade-egress-drop ", "\"\n");
+  absl::StrAppend(&out, "\t\tcounter limit rate 10/second log prefix \"",
+                  NftLogPrefix(complain, log_tag), "\"\n");
   absl::StrAppend(&out, "\t}\n}\n");
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "operator/compiler/effective.h"
 
 namespace stockade::compiler {
@@ -20,9 +21,16 @@ inline constexpr char kNftTable[] = "stockade";
 // since the agent cannot listen (Landlock denies bind) and inbound traffic is
 // the NetworkPolicy's job. In Complain mode the policy is accept and what
 // would be dropped is logged with prefix "stockade-egress-complain ". The
-// text starts with an empty table and its deletion, so `nft -f` (one
-// transaction) replaces a previous version and re-applying is idempotent.
-std::string CompileNftables(const EffectivePolicy& policy);
+// prefix then names the policy, `log_tag` ("namespace/name"), when it fits
+// the kernel's 127 bytes, so that the node agent attributes the logged drops
+// (node/denials). The text starts with an empty table and its deletion, so
+// `nft -f` (one transaction) replaces a previous version and re-applying is
+// idempotent.
+std::string CompileNftables(const EffectivePolicy& policy,
+                            absl::string_view log_tag = "");
+
+// The log prefix CompileNftables writes.
+std::string NftLogPrefix(bool complain, absl::string_view log_tag);
 
 }  // namespace stockade::compiler
 

@@ -113,6 +113,15 @@ void ExpectNftAccepts(const std::string& ruleset) {
   EXPECT_EQ(r.rc, 0) << r.output << "\n--- ruleset:\n" << ruleset;
 }
 
+TEST(CompileNftablesTest, TheLogPrefixNamesThePolicyWhenItFits) {
+  EXPECT_THAT(
+      CompileNftables(Policy(), "agents/research"),
+      HasSubstr("log prefix \"stockade-egress-drop agents/research \""));
+  EXPECT_EQ(NftLogPrefix(true, "a/b"), "stockade-egress-complain a/b ");
+  EXPECT_EQ(NftLogPrefix(false, std::string(120, 'x')),
+            "stockade-egress-drop ");
+}
+
 TEST(CompileNftablesTest, DefaultDropsEverythingButLoopbackAndReplies) {
   const std::string nft = CompileNftables(Policy());
   EXPECT_EQ(nft,
@@ -131,6 +140,7 @@ TEST(CompileNftablesTest, DefaultDropsEverythingButLoopbackAndReplies) {
             "\t\toif \"lo\" accept\n"
             "\t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
             "nd-neighbor-advert } accept\n"
+            "\t\tip6 daddr ff02::/16 drop comment \"link-local multicast\"\n"
             "\t\tcounter limit rate 10/second log prefix "
             "\"stockade-egress-drop \"\n"
             "\t}\n"
@@ -158,9 +168,12 @@ TEST(CompileNftablesTest, EgressRulesBothFamiliesMergedSetsAndDns) {
   EXPECT_THAT(nft, HasSubstr("\t\tip6 daddr { ::/0 } tcp dport { 22 } accept "
                              "comment \"egress 2\"\n"));
   EXPECT_THAT(nft, Not(HasSubstr("10.1.0.0/16")));
-  // The log rule is last, just before the policy drop.
-  EXPECT_THAT(nft, HasSubstr("\"egress 2\"\n\t\tcounter limit rate 10/second "
-                             "log prefix \"stockade-egress-drop \"\n\t}\n}\n"));
+  // The log rule is last, just before the policy drop, after the silent
+  // drop of link-local multicast.
+  EXPECT_THAT(nft, HasSubstr("\"egress 2\"\n\t\tip6 daddr ff02::/16 drop "
+                             "comment \"link-local multicast\"\n\t\tcounter "
+                             "limit rate 10/second log prefix "
+                             "\"stockade-egress-drop \"\n\t}\n}\n"));
   ExpectNftAccepts(nft);
 }
 
