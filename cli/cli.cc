@@ -17,6 +17,7 @@
 #include "cli/flags.h"
 #include "cli/inputs.h"
 #include "cli/kubectl.h"
+#include "cli/suggest.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "operator/compiler/explain.h"
@@ -40,6 +41,7 @@ Usage:
   stockade status [-n NAMESPACE | -A] [-o json]   (reads the cluster)
   stockade denials --store DIR [--namespace NS] [--policy NAME]
                    [--container ID] [--layer L] [--mode M] [-o json] [--follow]
+  stockade suggest --policy FILE --store DIR [--container ID] [--output F]
   stockade probe-http --url URL [--expect CODE]
   stockade COMMAND --help
 
@@ -112,6 +114,19 @@ Shows the denials the node agent collected into DIR/denials (stockade-node
 --denials-only on a single host): when, which policy and container, which
 layer stopped what, the process. -o json prints the JSON lines as stored;
 --follow keeps printing new ones. See docs/denials.md.
+)"},
+      {"suggest", R"(stockade suggest --policy FILE --store DIR [--container ID]
+                 [--output FILE]
+
+Drafts, from the denials the policy's containers met (DIR/denials, as
+`stockade denials` shows them), the least additions to the AgentPolicy in
+FILE that would have allowed them: syscalls.allow (or a syscalls.deny entry
+taken out), exec.allow, filesystem.writable (the directory written, 64Mi),
+network.egress (the destination as /32 or /128 with its port). Prints the
+widened policy (YAML) on stdout or into --output, and each change with the
+number of denials behind it on stderr. Nothing is applied: review it, then
+`stockade diff FILE DRAFT` and apply it yourself. Denials no field can allow
+(a path in filesystem.deny) are named and left denied.
 )"},
       {"probe-http", R"(stockade probe-http --url URL [--expect CODE]
 
@@ -494,6 +509,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
         ApplySpecCommand}},
       {"install", {{{"store", "guardrails", "namespace-labels"}}, Install}},
       {"probe-http", {{{"url", "expect"}}, ProbeHttp}},
+      {"suggest",
+       {{{"policy", "store", "container", "output"}}, SuggestCommand}},
       {"denials",
        {{{"store", "namespace", "policy", "container", "layer", "mode",
           "output"},

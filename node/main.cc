@@ -228,6 +228,9 @@ int main(int argc, char** argv) {
         {{"sources", collector->sources()},
          {"audit", collector->enabled_audit() ? "turned on" : "as it was"},
          {"log", stockade::node::denials::DenialDir(collect.store_root)}});
+    if (!collector->warning().empty()) {
+      log(LogLevel::kWarning, collector->warning(), {});
+    }
     return true;
   };
   if (denials_only) {

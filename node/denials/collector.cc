@@ -160,9 +160,10 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
       c->enabled_audit_ = error == 0;
     }
     if (error != 0) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot turn the kernel's audit on (", strerror(error),
-                       "): needs CAP_AUDIT_CONTROL"));
+      // Collect what comes without it (seccomp, egress); say so.
+      c->warning_ = absl::StrCat(
+          "cannot turn the kernel's audit on (", strerror(error),
+          "; needs CAP_AUDIT_CONTROL): Landlock denials are not reported");
     }
   }
   if (c->options_.log_all_netns) {

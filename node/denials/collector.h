@@ -69,6 +69,8 @@ class Collector {
   const CollectorStats& stats() const { return stats_; }
   // Whether this collector turned audit on (and turns it off again).
   bool enabled_audit() const { return enabled_audit_; }
+  // What the collector could not set up but runs without, or "".
+  const std::string& warning() const { return warning_; }
   // Which sources are read ("audit-netlink", "kmsg").
   const std::string& sources() const { return sources_; }
 
@@ -81,6 +83,7 @@ class Collector {
   CollectorStats stats_;
   std::string sources_;
   bool enabled_audit_ = false;
+  std::string warning_;
   bool enabled_netns_log_ = false;
   int audit_fd_ = -1, kmsg_fd_ = -1, stop_fd_ = -1;
   std::unique_ptr<State> state_;

@@ -98,6 +98,7 @@ class DenialsTest : public ::testing::Test {
                   *rootfs_ + "/bin/probe");
     fs::create_directories(*rootfs_ + "/usr/bin");
     fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/pip");
+    fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/other");
 
     // The collector, as a single host runs it.
     log_path_ = new std::string(*dir_ + "/node.log");
@@ -317,6 +318,53 @@ TEST_F(DenialsTest, StockadeDenialsShowsThem) {
   auto d = Denial::FromLine(absl::StripTrailingAsciiWhitespace(json.out));
   ASSERT_TRUE(d.ok()) << json.out;
   EXPECT_EQ(d->syscall, "ptrace");
+}
+
+// stockade suggest on a recorded run: under the drafted policy the same run
+// passes, and the rest of the attack matrix is still denied.
+TEST_F(DenialsTest, SuggestDraftsAPolicyUnderWhichTheRunPasses) {
+  const std::vector<std::string> run = {"/bin/probe", "keyctl",
+                                        "exec:/usr/bin/pip", "wait:300"};
+  CommandResult before = Run("recorded", run);
+  ASSERT_TRUE(before.ok()) << before.ToString();
+  EXPECT_THAT(before.out, HasSubstr("keyctl: EPERM"));
+  EXPECT_THAT(before.out, HasSubstr("exec:/usr/bin/pip: EACCES"));
+  ASSERT_GE(DenialsOf("recorded", 2).size(), 2u) << NodeLog();
+
+  const std::string policy_file = *dir_ + "/agent.yaml";
+  std::ofstream(policy_file)
+      << Replace(Replace(Replace(kPolicy, "NAME", "agent"), "NS", *ns_), "MODE",
+                 "Enforce");
+  const std::string stockade = absl::StrCat(STOCKADE_BIN_DIR, "/stockade");
+  CommandResult draft =
+      RunCommand({stockade, "suggest", "--policy", policy_file, "--store",
+                  *store_, "--container", "recorded"});
+  ASSERT_TRUE(draft.ok()) << draft.ToString();
+  EXPECT_THAT(draft.err, HasSubstr("+ syscalls.allow keyctl"));
+  EXPECT_THAT(draft.err, HasSubstr("+ exec.allow /usr/bin/pip"));
+  // Installed under a name of its own, the draft is a valid policy.
+  const std::string draft_file = *dir_ + "/suggested.yaml";
+  std::ofstream(draft_file)
+      << Replace(draft.out, "name: agent", "name: suggested");
+  CommandResult installed =
+      RunCommand({stockade, "install", "--store", *store_, draft_file});
+  ASSERT_TRUE(installed.ok()) << installed.ToString() << draft.out;
+
+  CommandResult after = Run("replayed", run, "suggested");
+  ASSERT_TRUE(after.ok()) << after.ToString();
+  EXPECT_THAT(after.out, ::testing::Not(HasSubstr("keyctl: EPERM")));
+  EXPECT_THAT(after.out,
+              ::testing::Not(HasSubstr("exec:/usr/bin/pip: EACCES")));
+  CommandResult rest = Run("rest",
+                           {"/bin/probe", "unshare", "ptrace", "mount", "bpf",
+                            "write:/etc/passwd", "exec:/usr/bin/other"},
+                           "suggested");
+  ASSERT_TRUE(rest.ok()) << rest.ToString();
+  for (const char* denied :
+       {"unshare: EPERM", "ptrace: EPERM", "mount: EPERM", "bpf: EPERM",
+        "write:/etc/passwd: EROFS", "exec:/usr/bin/other: EACCES"}) {
+    EXPECT_THAT(rest.out, HasSubstr(denied));
+  }
 }
 
 }  // namespace

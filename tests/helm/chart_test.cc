@@ -232,6 +232,22 @@ TEST_F(ChartTest, ValuesMatrix) {
   EXPECT_THAT(Strings(install["args"]),
               ::testing::Contains("--restart-containerd=true"));
   EXPECT_TRUE(install["securityContext"]["privileged"].as<bool>());
+  // Denials: the node reads audit records in the host's network namespace
+  // with AUDIT_READ; off, neither.
+  {
+    const YAML::Node on = Template({}).Get("DaemonSet/stockade-node");
+    EXPECT_TRUE(on["spec"]["template"]["spec"]["hostNetwork"].as<bool>());
+    Rendered off_r = Template({"node.denials.enabled=false"});
+    ASSERT_TRUE(off_r.result.ok()) << off_r.result.ToString();
+    const YAML::Node& off = off_r.Get("DaemonSet/stockade-node");
+    EXPECT_FALSE(off["spec"]["template"]["spec"]["hostNetwork"]);
+    auto node_off = Container(off, "containers", "node");
+    ASSERT_TRUE(node_off);
+    EXPECT_THAT(Strings((*node_off)["args"]),
+                ::testing::Contains("--denials=off"));
+    EXPECT_THAT(Strings((*node_off)["securityContext"]["capabilities"]["add"]),
+                ::testing::Not(::testing::Contains("AUDIT_READ")));
+  }
   // Without uninstallOnDelete no cleanup container and no token.
   Rendered keep = Template({"node.uninstallOnDelete=false"});
   ASSERT_TRUE(keep.result.ok()) << keep.result.ToString();
