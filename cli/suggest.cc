@@ -10,8 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cli/inputs.h"
-#include "node/denials/denial_log.h"
 #include "nlohmann/json.hpp"
+#include "node/denials/denial_log.h"
 #include "operator/compiler/compile.h"
 #include "operator/controller/objects.h"
 #include "yaml-cpp/yaml.h"
@@ -29,8 +29,8 @@ bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list,
 // Whether `path` lies at or beneath directory `dir`.
 bool Beneath(const std::string& path, const std::string& dir) {
   if (dir == "/") return true;
-  std::string d = absl::EndsWith(dir, "/") ? dir.substr(0, dir.size() - 1)
-                                           : dir;
+  std::string d =
+      absl::EndsWith(dir, "/") ? dir.substr(0, dir.size() - 1) : dir;
   return path == d || absl::StartsWith(path, d + "/");
 }
 
@@ -40,9 +40,8 @@ std::string Parent(const std::string& path) {
 }
 
 bool IsWrite(const std::string& access) {
-  for (const char* w :
-       {"fs.write_file", "fs.make_", "fs.remove_", "fs.truncate", "fs.refer",
-        "w", "a", "c", "d"}) {
+  for (const char* w : {"fs.write_file", "fs.make_", "fs.remove_",
+                        "fs.truncate", "fs.refer", "w", "a", "c", "d"}) {
     if (absl::StartsWith(access, w) || access == w) return true;
   }
   return false;
@@ -57,8 +56,9 @@ void Emit(YAML::Emitter& out, const nlohmann::json& j) {
     }
     out << YAML::EndMap;
   } else if (j.is_array()) {
-    bool flat = std::all_of(j.begin(), j.end(),
-                            [](const nlohmann::json& v) { return v.is_primitive(); });
+    bool flat = std::all_of(j.begin(), j.end(), [](const nlohmann::json& v) {
+      return v.is_primitive();
+    });
     out << (flat ? YAML::Flow : YAML::Block) << YAML::BeginSeq;
     for (const auto& v : j) Emit(out, v);
     out << YAML::EndSeq;
@@ -155,8 +155,7 @@ std::vector<std::string> SuggestAdditions(const std::vector<Denial>& denials,
     }
     if (!d.destination.empty()) {
       const bool v6 = absl::StrContains(d.destination, ':');
-      const std::string cidr =
-          absl::StrCat(d.destination, v6 ? "/128" : "/32");
+      const std::string cidr = absl::StrCat(d.destination, v6 ? "/128" : "/32");
       v1::EgressRule* rule = nullptr;
       for (v1::EgressRule& r : *spec.mutable_network()->mutable_egress()) {
         if (Contains(r.cidrs(), cidr)) rule = &r;
@@ -177,13 +176,13 @@ std::vector<std::string> SuggestAdditions(const std::vector<Denial>& denials,
                              d.port ? absl::StrCat(" port ", d.port) : "")];
       continue;
     }
-    ++unallowable[absl::StrCat("  a ", what,
-                               " denial no policy field allows (", d.access,
-                               d.syscall, ")")];
+    ++unallowable[absl::StrCat("  a ", what, " denial no policy field allows (",
+                               d.access, d.syscall, ")")];
   }
   std::vector<std::string> out;
   for (const auto& [change, n] : changes) {
-    out.push_back(absl::StrCat(change, "  (", n, n == 1 ? " denial)" : " denials)"));
+    out.push_back(
+        absl::StrCat(change, "  (", n, n == 1 ? " denial)" : " denials)"));
   }
   for (const auto& [note, n] : unallowable) out.push_back(note);
   return out;

@@ -62,10 +62,12 @@ TEST(SuggestTest, LeastAdditionsForEachLayer) {
   EXPECT_THAT(changes, Contains("+ syscalls.allow keyctl  (2 denials)"));
   EXPECT_THAT(changes, Contains("- syscalls.deny ptrace  (1 denial)"));
   EXPECT_THAT(changes, Contains("+ exec.allow /usr/bin/git  (1 denial)"));
-  EXPECT_THAT(changes, Contains("+ filesystem.writable /workspace  (1 denial)"));
+  EXPECT_THAT(changes,
+              Contains("+ filesystem.writable /workspace  (1 denial)"));
   EXPECT_THAT(changes,
               Contains("+ network.egress 203.0.113.9/32 port 443  (1 denial)"));
-  EXPECT_THAT(changes, Contains(HasSubstr("/etc/shadow is in filesystem.deny")));
+  EXPECT_THAT(changes,
+              Contains(HasSubstr("/etc/shadow is in filesystem.deny")));
   const v1::AgentPolicySpec& spec = policy.spec();
   EXPECT_THAT(spec.syscalls().allow(), ElementsAre("keyctl"));
   EXPECT_TRUE(spec.syscalls().deny().empty());

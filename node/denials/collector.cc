@@ -332,16 +332,16 @@ void Collector::Run() {
         s.domains[r.domain] = {r.pid, r.comm, r.exe};
         [[fallthrough]];
       case KernelRecord::Kind::kSyscall: {
+        // The SYSCALL record names the process that acted; the DOMAIN
+        // record the one that made the Landlock domain (stockade-init, the
+        // container's first process), used when no SYSCALL record comes.
         auto p = s.pending.find(r.serial);
-        if (p != s.pending.end() && r.pid != 0) {
-          if (p->second.pid == 0) {
-            p->second.pid = r.pid;
-            p->second.comm = r.comm;
-            p->second.exe = r.exe;
-          }
-          if (r.kind == KernelRecord::Kind::kSyscall) {
-            p->second.ppid = r.ppid;
-          }
+        if (p != s.pending.end() && r.pid != 0 &&
+            (r.kind == KernelRecord::Kind::kSyscall || p->second.pid == 0)) {
+          p->second.pid = r.pid;
+          p->second.comm = r.comm;
+          p->second.exe = r.exe;
+          if (r.kind == KernelRecord::Kind::kSyscall) p->second.ppid = r.ppid;
         }
         return;
       }

@@ -247,6 +247,7 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
       if (r.path.empty() && f.count("daddr")) {
         r.destination = Str(f, "daddr");
         r.port = static_cast<int>(Int(f, "dest"));
+        r.protocol = "tcp";  // Landlock restricts TCP bind and connect
       }
       if (r.domain.empty() || r.access.empty()) return std::nullopt;
       return r;
