@@ -91,7 +91,7 @@ struct Collector::State {
     double tokens = 0;
     absl::Time last;
     int64_t suppressed = 0;
-    Denial sample;  // describes the container in a summary record
+    Denial sample;  // the latest: names the container in a summary
   };
   absl::flat_hash_map<std::string, Bucket> buckets;
   // Landlock: a denial waits for the records of the same event that name
@@ -214,6 +214,29 @@ Collector::~Collector() {
 
 void Collector::Run() {
   State& s = *state_;
+  auto write = [&](const Denial& d) {
+    (void)s.log->Append(d);
+    if (options_.on_denial) options_.on_denial(d);
+  };
+  // The count of a container's denials the rate limit dropped, as one
+  // record naming the container and policy (of its latest denial).
+  auto write_summary = [&](State::Bucket& b, absl::Time now) {
+    if (b.suppressed == 0) return;
+    const Denial& last = b.sample;
+    Denial summary;
+    summary.time = now;
+    summary.node = last.node;
+    summary.container_id = last.container_id;
+    summary.pod_namespace = last.pod_namespace;
+    summary.pod_name = last.pod_name;
+    summary.container_name = last.container_name;
+    summary.policy_namespace = last.policy_namespace;
+    summary.policy_name = last.policy_name;
+    summary.policy_hash = last.policy_hash;
+    summary.suppressed = b.suppressed;
+    b.suppressed = 0;
+    write(summary);
+  };
   auto emit = [&](const KernelRecord& r) {
     // The process, then its parent, then the process that made its Landlock
     // domain: a denied process may be gone by the time its record arrives.
@@ -291,29 +314,16 @@ void Collector::Run() {
           b.tokens + absl::ToDoubleSeconds(d.time - b.last) * options_.rate);
     }
     b.last = d.time;
+    b.sample = d;
     if (b.tokens < 1) {
       ++b.suppressed;
       ++stats_.suppressed;
-      b.sample = d;
       return;
     }
     b.tokens -= 1;
-    if (b.suppressed > 0) {
-      Denial summary;
-      summary.time = d.time;
-      summary.node = d.node;
-      summary.container_id = d.container_id;
-      summary.policy_namespace = d.policy_namespace;
-      summary.policy_name = d.policy_name;
-      summary.policy_hash = d.policy_hash;
-      summary.suppressed = b.suppressed;
-      b.suppressed = 0;
-      (void)s.log->Append(summary);
-      if (options_.on_denial) options_.on_denial(summary);
-    }
-    (void)s.log->Append(d);
+    write_summary(b, d.time);
+    write(d);
     ++stats_.logged;
-    if (options_.on_denial) options_.on_denial(d);
   };
   auto flush_pending = [&](uint64_t keep) {
     for (auto it = s.pending.begin(); it != s.pending.end();) {
@@ -370,13 +380,8 @@ void Collector::Run() {
       flush_pending(0);
       // Summaries of containers that went quiet after being limited.
       for (auto& [id, b] : s.buckets) {
-        if (b.suppressed > 0 && absl::Now() - b.last > absl::Seconds(1)) {
-          Denial summary = b.sample;
-          summary.suppressed = b.suppressed;
-          summary.time = absl::Now();
-          b.suppressed = 0;
-          (void)s.log->Append(summary);
-          if (options_.on_denial) options_.on_denial(summary);
+        if (absl::Now() - b.last > absl::Seconds(1)) {
+          write_summary(b, absl::Now());
         }
       }
       continue;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -44,13 +45,11 @@ spec:
   processes: {max: 32}
 )";
 
-std::string Replace(std::string s, const std::string& from,
-                    const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos;
-       at = s.find(from, at + to.size())) {
-    s.replace(at, from.size(), to);
-  }
-  return s;
+// The policy NAME in namespace NS, mode MODE.
+std::string PolicyText(const std::string& name, const std::string& ns,
+                       const std::string& mode) {
+  return absl::StrReplaceAll(kPolicy,
+                             {{"NAME", name}, {"NS", ns}, {"MODE", mode}});
 }
 
 class DenialsTest : public ::testing::Test {
@@ -68,8 +67,7 @@ class DenialsTest : public ::testing::Test {
          {std::pair<std::string, std::string>{"agent", "Enforce"},
           {"learner", "Complain"},
           {"egress", "Enforce"}}) {
-      std::string text = Replace(
-          Replace(Replace(kPolicy, "NAME", name), "NS", *ns_), "MODE", mode);
+      std::string text = PolicyText(name, *ns_, mode);
       if (name == "egress") {
         // One test host (NetnsPair subnet 92), port 8080.
         text +=
@@ -332,9 +330,7 @@ TEST_F(DenialsTest, SuggestDraftsAPolicyUnderWhichTheRunPasses) {
   ASSERT_GE(DenialsOf("recorded", 2).size(), 2u) << NodeLog();
 
   const std::string policy_file = *dir_ + "/agent.yaml";
-  std::ofstream(policy_file)
-      << Replace(Replace(Replace(kPolicy, "NAME", "agent"), "NS", *ns_), "MODE",
-                 "Enforce");
+  std::ofstream(policy_file) << PolicyText("agent", *ns_, "Enforce");
   const std::string stockade = absl::StrCat(STOCKADE_BIN_DIR, "/stockade");
   CommandResult draft =
       RunCommand({stockade, "suggest", "--policy", policy_file, "--store",
@@ -345,7 +341,7 @@ TEST_F(DenialsTest, SuggestDraftsAPolicyUnderWhichTheRunPasses) {
   // Installed under a name of its own, the draft is a valid policy.
   const std::string draft_file = *dir_ + "/suggested.yaml";
   std::ofstream(draft_file)
-      << Replace(draft.out, "name: agent", "name: suggested");
+      << absl::StrReplaceAll(draft.out, {{"name: agent", "name: suggested"}});
   CommandResult installed =
       RunCommand({stockade, "install", "--store", *store_, draft_file});
   ASSERT_TRUE(installed.ok()) << installed.ToString() << draft.out;
