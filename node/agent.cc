@@ -278,7 +278,10 @@ void NodeAgent::RunStream() {
     std::lock_guard<std::mutex> lock(write_mu_);
     *hello.mutable_status() = sync_->BeginStream();
     ok = writer.Write(hello);
-    if (ok) writer_ = &writer;
+    if (ok) {
+      writer_ = &writer;
+      SendDenialsLocked();
+    }
   }
   std::string failure;
   if (ok) {
@@ -349,6 +352,21 @@ void NodeAgent::GcLoop() {
     SendReportIfConnected();
     lock.lock();
   }
+}
+
+void NodeAgent::ReportDenial(stockade::v1::NodeDenial denial) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  pending_denials_.push_back(std::move(denial));
+  if (pending_denials_.size() > 1000) pending_denials_.pop_front();
+  SendDenialsLocked();
+}
+
+void NodeAgent::SendDenialsLocked() {
+  if (writer_ == nullptr || pending_denials_.empty()) return;
+  NodeReport report;
+  for (auto& d : pending_denials_) *report.add_denials() = std::move(d);
+  pending_denials_.clear();
+  writer_->Write(report);
 }
 
 void NodeAgent::SendReportIfConnected() {

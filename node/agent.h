@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -110,6 +111,11 @@ class NodeAgent {
   State state() const;
   StoreSync& sync() { return *sync_; }
 
+  // Sends a denial the node collected to the operator: at once while
+  // connected; while not, up to 1000 wait (the oldest dropped first) and go
+  // out when the next stream opens. Thread-safe (the collector's thread).
+  void ReportDenial(stockade::v1::NodeDenial denial);
+
  private:
   NodeAgent(AgentOptions options, std::unique_ptr<StoreSync> sync,
             bool apparmor_enabled, int landlock_abi);
@@ -141,6 +147,8 @@ class NodeAgent {
   std::mutex write_mu_;
   class Writer;
   Writer* writer_ = nullptr;
+  std::deque<stockade::v1::NodeDenial> pending_denials_;  // by write_mu_
+  void SendDenialsLocked();
 };
 
 }  // namespace stockade::node

@@ -182,6 +182,9 @@ class Agent {
   }
   const CapturedLog& log() const { return log_; }
   bool ok() const { return agent_ != nullptr; }
+  void ReportDenial(stockade::v1::NodeDenial d) {
+    agent_->ReportDenial(std::move(d));
+  }
 
  private:
   std::string name_;
@@ -214,10 +217,13 @@ class AgentTest : public ::testing::Test {
       options.client_ca_file = certs_.ca();
     }
     options.log = server_log_.Fn("distribution");
+    options.on_denials = on_denials_;
     auto server = DistributionServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
+
+  stockade::distribution::DenialCallback on_denials_;
 
   AgentOptions AgentBase() const {
     AgentOptions o;
@@ -316,6 +322,45 @@ TEST_F(AgentTest, SnapshotThenDeltasReachTwoNodes) {
   EXPECT_EQ(m.snapshots_sent, 2u);
   EXPECT_EQ(m.deltas_sent, 2u);
   EXPECT_EQ(m.distribution_latency.count, 2u);  // Version 2, twice.
+}
+
+TEST_F(AgentTest, DenialsReachTheOperatorAndWaitOutADisconnection) {
+  std::mutex mu;
+  std::vector<std::string> got;  // "node syscall"
+  on_denials_ =
+      [&](const std::string& node,
+          const google::protobuf::RepeatedPtrField<stockade::v1::NodeDenial>&
+              denials) {
+        std::lock_guard<std::mutex> lock(mu);
+        for (const auto& d : denials) {
+          got.push_back(absl::StrCat(node, " ", d.syscall()));
+        }
+      };
+  auto count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.size();
+  };
+  StartServer();
+  const int port = server_->port();
+  ASSERT_TRUE(server_->SetDesired(std::vector<CompiledPolicy>{}, {}).ok());
+  Agent n1("node-1", StoreDir("node-1"), AgentBase());
+  ASSERT_TRUE(WaitFor([&] { return n1.Applied(*server_, 1); }));
+  stockade::v1::NodeDenial d;
+  d.set_syscall("keyctl");
+  n1.ReportDenial(d);
+  ASSERT_TRUE(WaitFor([&] { return count() == 1; }));
+  // The operator goes away: denials wait, and go out on the next stream.
+  server_.reset();
+  d.set_syscall("ptrace");
+  n1.ReportDenial(d);
+  d.set_syscall("bpf");
+  n1.ReportDenial(d);
+  StartServer(port);
+  ASSERT_TRUE(server_->SetDesired(std::vector<CompiledPolicy>{}, {}).ok());
+  ASSERT_TRUE(WaitFor([&] { return count() == 3; }));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_THAT(got, ::testing::ElementsAre("node-1 keyctl", "node-1 ptrace",
+                                          "node-1 bpf"));
 }
 
 TEST_F(AgentTest, NodesResyncAfterTheOperatorRestarts) {

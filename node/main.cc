@@ -316,7 +316,15 @@ int main(int argc, char** argv) {
                 {{"error", std::string(agent.status().message())}});
     return 1;
   }
-  if (denials == "on") start_collector();
+  if (denials == "on") {
+    // Each denial logged also goes to the operator (Events, status counts,
+    // metrics).
+    collect.on_denial =
+        [agent = agent->get()](const stockade::node::denials::Denial& d) {
+          agent->ReportDenial(d.ToProto());
+        };
+    start_collector();
+  }
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -326,5 +334,6 @@ int main(int argc, char** argv) {
   (*agent)->Run();
   // Run returned: Stop was called by the signal thread.
   waiter.join();
+  collector.reset();  // its thread reports to the agent: stop it first
   return 0;
 }

@@ -105,4 +105,54 @@ absl::StatusOr<Denial> Denial::FromLine(absl::string_view line) {
   return FromJson(j);
 }
 
+stockade::v1::NodeDenial Denial::ToProto() const {
+  stockade::v1::NodeDenial p;
+  p.set_time_unix_ms(absl::ToUnixMillis(time));
+  p.set_pod_namespace(pod_namespace);
+  p.set_pod_name(pod_name);
+  p.set_container_name(container_name);
+  p.set_container_id(container_id);
+  p.set_policy_namespace(policy_namespace);
+  p.set_policy_name(policy_name);
+  p.set_policy_hash(policy_hash);
+  p.set_layer(layer);
+  p.set_mode(mode);
+  p.set_syscall(syscall);
+  p.set_path(path);
+  p.set_access(access);
+  p.set_destination(destination);
+  p.set_protocol(protocol);
+  p.set_port(port);
+  p.set_pid(pid);
+  p.set_comm(comm);
+  p.set_exe(exe);
+  p.set_suppressed(suppressed);
+  return p;
+}
+
+Denial Denial::FromProto(const stockade::v1::NodeDenial& p) {
+  Denial d;
+  d.time = absl::FromUnixMillis(p.time_unix_ms());
+  d.pod_namespace = p.pod_namespace();
+  d.pod_name = p.pod_name();
+  d.container_name = p.container_name();
+  d.container_id = p.container_id();
+  d.policy_namespace = p.policy_namespace();
+  d.policy_name = p.policy_name();
+  d.policy_hash = p.policy_hash();
+  d.layer = p.layer();
+  d.mode = p.mode();
+  d.syscall = p.syscall();
+  d.path = p.path();
+  d.access = p.access();
+  d.destination = p.destination();
+  d.protocol = p.protocol();
+  d.port = p.port();
+  d.pid = p.pid();
+  d.comm = p.comm();
+  d.exe = p.exe();
+  d.suppressed = p.suppressed();
+  return d;
+}
+
 }  // namespace stockade::node::denials

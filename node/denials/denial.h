@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "stockade/v1/distribution.pb.h"
 
 namespace stockade::node::denials {
 
@@ -43,6 +44,9 @@ struct Denial {
   // One line of the denial log (no newline).
   std::string ToLine() const;
   static absl::StatusOr<Denial> FromLine(absl::string_view line);
+  // As the node agent sends it to the operator (NodeReport.denials).
+  stockade::v1::NodeDenial ToProto() const;
+  static Denial FromProto(const stockade::v1::NodeDenial& p);
 };
 
 }  // namespace stockade::node::denials

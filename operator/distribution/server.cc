@@ -617,6 +617,9 @@ absl::Status DistributionServer::Impl::Report(SyncReactor* r,
   absl::Status s;
   if (report.has_hello()) {
     s = absl::InvalidArgumentError("hello is allowed in the first report only");
+  } else if (report.denials_size() > 1000) {
+    s = absl::InvalidArgumentError(absl::StrCat(
+        "a report holds ", report.denials_size(), " denials (at most 1000)"));
   } else {
     s = ValidateStatus(report.status());
   }
@@ -642,6 +645,9 @@ absl::Status DistributionServer::Impl::Report(SyncReactor* r,
     return s;
   }
   Notify(info);
+  if (report.denials_size() > 0 && options_.on_denials) {
+    options_.on_denials(r->node_name(), report.denials());
+  }
   return absl::OkStatus();
 }
 

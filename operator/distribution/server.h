@@ -23,8 +23,15 @@
 #include "operator/distribution/desired.h"
 #include "operator/distribution/log.h"
 #include "stockade/v1/compiled.pb.h"
+#include "stockade/v1/distribution.pb.h"
 
 namespace stockade::distribution {
+
+// Called with the denials a node reported (NodeReport.denials), on a gRPC
+// thread: enqueue, do not block.
+using DenialCallback = std::function<void(
+    const std::string& node,
+    const google::protobuf::RepeatedPtrField<stockade::v1::NodeDenial>&)>;
 
 struct ServerOptions {
   // Where to listen: "0.0.0.0:9443", "[::]:9443", "127.0.0.1:0" (any free
@@ -51,6 +58,8 @@ struct ServerOptions {
   absl::Duration forget_disconnected_after = absl::Minutes(10);
   // Where log lines go; default JSON on stderr.
   LogFn log;
+  // Where reported denials go (docs/denials.md); none: they are dropped.
+  DenialCallback on_denials;
 };
 
 // A problem a node reported.

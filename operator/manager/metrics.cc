@@ -140,6 +140,13 @@ OperatorMetrics::OperatorMetrics(prometheus::Registry& registry)
                "inline AgentPolicies for Agents.")
            .Register(registry)
            .Add({});
+  denials = &prometheus::BuildCounter()
+                 .Name("stockade_denials_total")
+                 .Help(
+                     "Denials the nodes reported (docs/denials.md), by "
+                     "namespace, policy, layer and mode; rate-limited "
+                     "ones included.")
+                 .Register(registry);
 }
 
 void OperatorMetrics::WatchServer(

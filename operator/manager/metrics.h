@@ -39,6 +39,9 @@ class OperatorMetrics {
   prometheus::Counter* agent_reconciles;
   prometheus::Counter* agent_reconcile_errors;
   prometheus::Counter* agent_applies;
+  // Denials the nodes reported, by namespace, policy, layer and mode
+  // (stockade_denials_total).
+  prometheus::Family<prometheus::Counter>* denials;
 
  private:
   prometheus::Registry& registry_;

@@ -26,6 +26,7 @@
 #include "operator/kube/leader.h"
 #include "operator/kube/workqueue.h"
 #include "operator/manager/agent_controller.h"
+#include "operator/manager/denial_recorder.h"
 #include "operator/manager/metrics.h"
 
 namespace stockade::manager {
@@ -128,6 +129,8 @@ struct Operator::Impl {
   std::unique_ptr<distribution::DistributionServer> server;
   std::unique_ptr<http::HttpEndpoints> http;
   std::unique_ptr<kube::EventRecorder> recorder;
+  // After recorder: destroyed before it (and after the server, reset first).
+  std::unique_ptr<DenialRecorder> denials;
   std::unique_ptr<kube::Informer> policies, cluster_policies, namespaces;
   std::unique_ptr<AgentController> agents;
   kube::WorkQueue queue;
@@ -330,7 +333,19 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   impl.registry = std::make_shared<prometheus::Registry>();
   impl.metrics = std::make_unique<OperatorMetrics>(*impl.registry);
 
+  kube::EventRecorderOptions event_options;
+  event_options.instance = options.identity;
+  impl.recorder = std::make_unique<kube::EventRecorder>(
+      impl.client.get(), "stockade-operator", event_options);
+  impl.denials = std::make_unique<DenialRecorder>(
+      impl.client.get(), impl.recorder.get(), impl.metrics.get(), impl.log);
+
   distribution::ServerOptions server_options;
+  server_options.on_denials =
+      [&impl](const std::string& node,
+              const google::protobuf::RepeatedPtrField<v1::NodeDenial>& d) {
+        impl.denials->Add(node, d);
+      };
   server_options.address = options.grpc_address;
   server_options.cert_file = options.tls_cert;
   server_options.key_file = options.tls_key;
@@ -349,11 +364,6 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
                                          [&impl] { return impl.Ready(); });
   if (!http.ok()) return http.status();
   impl.http = *std::move(http);
-
-  kube::EventRecorderOptions event_options;
-  event_options.instance = options.identity;
-  impl.recorder = std::make_unique<kube::EventRecorder>(
-      impl.client.get(), "stockade-operator", event_options);
 
   // A change of a policy, guardrail or namespace: everything is
   // recomputed, and every Agent looks at its policy again.

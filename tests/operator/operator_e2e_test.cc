@@ -27,8 +27,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "stockade/v1/distribution.grpc.pb.h"
 #include "store/store.h"
 #include "tests/support/apiserver_fixture.h"
 #include "tests/support/subprocess.h"
@@ -163,6 +166,8 @@ class OperatorE2ETest : public ::testing::Test {
                          int lease_seconds = 4, int renew_seconds = 3) {
     if (grpc_port == 0) grpc_port = grpc_port_;
     const std::string log = absl::StrCat(dir_, "/operator-", identity, ".log");
+    const int http_port = FreePort();
+    http_ports_[identity] = http_port;
     auto p =
         Process::Spawn({std::string(STOCKADE_BIN_DIR) + "/stockade-operator",
                         "--kubeconfig",
@@ -171,7 +176,7 @@ class OperatorE2ETest : public ::testing::Test {
                         "--grpc-listen",
                         absl::StrCat("127.0.0.1:", grpc_port),
                         "--http-listen",
-                        absl::StrCat("127.0.0.1:", FreePort()),
+                        absl::StrCat("127.0.0.1:", http_port),
                         "--lease-namespace",
                         kLeaseNamespace,
                         "--identity",
@@ -203,6 +208,8 @@ class OperatorE2ETest : public ::testing::Test {
     log_paths_[name] = log;
     return nodes_.back().get();
   }
+
+  std::map<std::string, int> http_ports_;
 
   std::string StoreDir(const std::string& node) const {
     return dir_ + "/store-" + node;
@@ -733,4 +740,121 @@ TEST_F(OperatorE2ETest, AgentBreakingAWorkloadGuardrailIsBlocked) {
 }
 
 }  // namespace
+// Denials a node reports (NodeReport.denials, as stockade-node sends what
+// its collector logged) become an Event on the pod (repeats aggregated),
+// the policy's status.denials counters and stockade_denials_total. The
+// "node" here is a gRPC client speaking the node agent's protocol: the
+// collection itself is tested in real containers (tests/containerd/
+// denials_test.cc).
+TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
+  StartOperator("op-1");
+  CommandResult applied = api_->Kubectl(
+      {"apply", "-f",
+       testing::SourceDir() + "/examples/policies/research-agent.yaml"});
+  ASSERT_TRUE(applied.ok()) << applied.ToString();
+  ASSERT_TRUE(Eventually([&] {
+    return Condition(Get("agentpolicy", "research-agent"), "Compiled") ==
+           "True";
+  }));
+
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = stockade::v1::PolicyDistribution::NewStub(channel);
+  grpc::ClientContext context;
+  auto stream = stub->Sync(&context);
+  stockade::v1::NodeReport hello;
+  hello.mutable_hello()->set_node_name("node-d");
+  hello.mutable_hello()->set_agent_version("test");
+  ASSERT_TRUE(stream->Write(hello));
+  auto denial = [](const std::string& layer) {
+    stockade::v1::NodeDenial d;
+    d.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+    d.set_pod_namespace("agents");
+    d.set_pod_name("researcher-0");
+    d.set_container_name("agent");
+    d.set_container_id("c0ffee");
+    d.set_policy_namespace("agents");
+    d.set_policy_name("research-agent");
+    d.set_layer(layer);
+    d.set_mode("enforced");
+    if (layer == "seccomp") d.set_syscall("keyctl");
+    if (layer == "landlock") {
+      d.set_access("fs.execute");
+      d.set_path("/usr/bin/pip");
+    }
+    return d;
+  };
+  stockade::v1::NodeReport report;
+  *report.add_denials() = denial("seccomp");
+  *report.add_denials() = denial("landlock");
+  ASSERT_TRUE(stream->Write(report));
+
+  // The counters in status.
+  auto counts = [&] {
+    Json p = Get("agentpolicy", "research-agent");
+    if (!p.is_object() || !p.contains("status") ||
+        !p["status"].contains("denials")) {
+      return Json();
+    }
+    return p["status"]["denials"];
+  };
+  EXPECT_TRUE(Eventually([&] {
+    Json c = counts();
+    return c.is_object() && c.value("total", 0) == 2 &&
+           c.value("seccomp", 0) == 1 && c.value("landlock", 0) == 1;
+  })) << counts().dump();
+
+  // One Event per pod and attempt; a repeat bumps its count.
+  auto events = [&] {
+    CommandResult r = api_->Kubectl(
+        {"get", "events", "-n", "agents", "--field-selector",
+         "involvedObject.name=researcher-0,reason=Denied", "-o", "json"});
+    return r.ok() ? Json::parse(r.out, nullptr, false) : Json();
+  };
+  EXPECT_TRUE(Eventually([&] {
+    Json e = events();
+    return e.is_object() && e["items"].size() == 2;
+  })) << events().dump();
+  bool seccomp_event = false;
+  const Json listed = events();
+  for (const Json& e : listed["items"]) {
+    const std::string message = e.value("message", "");
+    EXPECT_EQ(e["involvedObject"].value("kind", ""), "Pod");
+    EXPECT_EQ(e.value("type", ""), "Warning");
+    if (message.find("seccomp denied syscall keyctl in container agent "
+                     "(policy agents/research-agent) on node node-d") !=
+        std::string::npos) {
+      seccomp_event = true;
+    }
+  }
+  EXPECT_TRUE(seccomp_event) << events().dump();
+  stockade::v1::NodeReport again;
+  *again.add_denials() = denial("seccomp");
+  ASSERT_TRUE(stream->Write(again));
+  EXPECT_TRUE(Eventually([&] {
+    const Json now = events();
+    for (const Json& e : now["items"]) {
+      if (e.value("message", "").find("keyctl") != std::string::npos &&
+          e.value("count", 0) == 2) {
+        return true;
+      }
+    }
+    return false;
+  })) << events().dump();
+  EXPECT_TRUE(Eventually([&] { return counts().value("total", 0) == 3; }))
+      << counts().dump();
+
+  // The metric, by namespace, policy, layer and mode.
+  CommandResult metrics = testing::RunCommand(
+      {"curl", "-sf",
+       absl::StrCat("http://127.0.0.1:", http_ports_["op-1"], "/metrics")});
+  ASSERT_TRUE(metrics.ok()) << metrics.ToString();
+  EXPECT_THAT(metrics.out,
+              ::testing::HasSubstr(
+                  "stockade_denials_total{layer=\"seccomp\",mode=\"enforced\","
+                  "namespace=\"agents\",policy=\"research-agent\"} 2"));
+  context.TryCancel();
+  stream->Finish();
+}
+
 }  // namespace stockade
