@@ -1,5 +1,6 @@
 #include "cli/kubectl.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,11 +12,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "cli/cli.h"
 #include "cli/cluster.h"
 #include "cli/flags.h"
 #include "cli/inputs.h"
 #include "cli/status.h"
+#include "cli/table.h"
 #include "operator/compiler/compile.h"
 #include "operator/compiler/explain.h"
 #include "operator/controller/objects.h"
@@ -32,6 +35,8 @@ Usage:
   kubectl stockade status [-n NAMESPACE | -A] [-o json]
   kubectl stockade explain [-n NAMESPACE] [agent/|agentpolicy/]NAME
   kubectl stockade diff [-n NAMESPACE] FILE
+  kubectl stockade denials [-n NAMESPACE | -A] [--agent NAME] [--follow]
+                   [-o json]
   kubectl stockade validate|compile|apply-spec|install ...   (local files;
                    see stockade --help)
   kubectl stockade COMMAND --help
@@ -46,6 +51,17 @@ the policies differ; 2 bad command line; 3 the cluster could not be read.
 
 const std::map<std::string, std::string>& ClusterHelp() {
   static const auto* help = new std::map<std::string, std::string>{
+      {"denials",
+       R"(kubectl stockade denials [-n NAMESPACE | -A] [--agent NAME] [--follow]
+                         [-o json]
+
+The denials the nodes reported, as the operator recorded them: Events on the
+pods (reason Denied, or Complained in Complain mode; repeats counted), newest
+last. --agent NAME shows the pods of that Agent only; --follow keeps printing
+new ones and new counts; -o json prints the Events. On a node, `kubectl
+stockade denials --store DIR` (or `stockade denials`) reads the node's own
+denial log instead. See docs/denials.md.
+)"},
       {"status", R"(kubectl stockade status [-n NAMESPACE | -A] [-o json]
 
 The AgentPolicies (hash in force, Compiled, Ready, nodes holding the policy),
@@ -81,8 +97,13 @@ const FlagSet& ClusterFlagSet(absl::string_view command) {
       {"kubeconfig", "context", "namespace", "output"},
       {"all-namespaces"},
       {{'n', "namespace"}, {'o', "output"}, {'A', "all-namespaces"}}};
+  static const auto* denials = new FlagSet{
+      {"kubeconfig", "context", "namespace", "output", "agent"},
+      {"all-namespaces", "follow"},
+      {{'n', "namespace"}, {'o', "output"}, {'A', "all-namespaces"}}};
   static const auto* other = new FlagSet{
       {"kubeconfig", "context", "namespace"}, {}, {{'n', "namespace"}}};
+  if (command == "denials") return *denials;
   return command == "status" ? *status : *other;
 }
 
@@ -483,6 +504,104 @@ int Diff(const Flags& flags, absl::string_view program, std::ostream& out,
   return d.empty() ? kExitOk : kExitInvalid;
 }
 
+// A string field of an Event ("" when absent or null).
+std::string EventString(const nlohmann::json& e, const char* key) {
+  auto it = e.find(key);
+  return it != e.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// When an Event last happened (lastTimestamp, else eventTime).
+std::string EventLastSeen(const nlohmann::json& e) {
+  std::string t = EventString(e, "lastTimestamp");
+  return t.empty() ? EventString(e, "eventTime") : t;
+}
+
+// The Events of denials in `ns` ("" every namespace), oldest first.
+absl::StatusOr<std::vector<nlohmann::json>> DenialEvents(
+    Cluster& cluster, const std::string& ns, const std::string& agent) {
+  absl::StatusOr<std::vector<nlohmann::json>> events =
+      cluster.List(kube::kEvent, ns);
+  if (!events.ok()) return events.status();
+  std::vector<nlohmann::json> out;
+  for (nlohmann::json& e : *events) {
+    const std::string reason = EventString(e, "reason");
+    if (reason != "Denied" && reason != "Complained") continue;
+    const std::string pod = e.contains("involvedObject")
+                                ? EventString(e["involvedObject"], "name")
+                                : "";
+    // An Agent's pods are its Deployment's: <agent>-<template hash>-<id>.
+    if (!agent.empty() && !absl::StartsWith(pod, agent + "-") && pod != agent) {
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const nlohmann::json& a, const nlohmann::json& b) {
+                     return EventLastSeen(a) < EventLastSeen(b);
+                   });
+  return out;
+}
+
+int Denials(const Flags& flags, absl::string_view program, std::ostream& out,
+            std::ostream& err) {
+  if (flags.Has("all-namespaces") && flags.Has("namespace")) {
+    err << program << " denials: -A and -n exclude each other\n";
+    return kExitUsage;
+  }
+  const std::string output = flags.Get("output", "table");
+  if (output != "table" && output != "json") {
+    err << program << " denials: -o " << output << ": want table or json\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::unique_ptr<Cluster>> cluster =
+      Cluster::Connect(ToClusterFlags(flags));
+  if (!cluster.ok()) return Fail(program, "denials", cluster.status(), err);
+  const std::string ns =
+      flags.Has("all-namespaces") ? "" : (*cluster)->namespace_name();
+  const std::string agent = flags.Get("agent");
+  std::map<std::string, int64_t> seen;  // uid -> count printed
+  bool header = true;
+  while (true) {
+    absl::StatusOr<std::vector<nlohmann::json>> events =
+        DenialEvents(**cluster, ns, agent);
+    if (!events.ok()) return Fail(program, "denials", events.status(), err);
+    std::vector<TableRow> rows;
+    for (const nlohmann::json& e : *events) {
+      const std::string uid =
+          e.contains("metadata") ? EventString(e["metadata"], "uid") : "";
+      const int64_t count =
+          e.contains("count") && e["count"].is_number_integer()
+              ? e["count"].get<int64_t>()
+              : 1;
+      if (seen.count(uid) && seen[uid] >= count) continue;
+      seen[uid] = count;
+      if (output == "json") {
+        out << e.dump() << "\n";
+        continue;
+      }
+      const nlohmann::json about =
+          e.contains("involvedObject") ? e["involvedObject"] : nlohmann::json();
+      rows.push_back({EventLastSeen(e), absl::StrCat(count),
+                      absl::StrCat(EventString(about, "namespace"), "/",
+                                   EventString(about, "name")),
+                      EventString(e, "reason"), EventString(e, "message")});
+    }
+    if (!rows.empty()) {
+      std::string table = FormatTable(
+          {"LAST SEEN", "COUNT", "OBJECT", "REASON", "MESSAGE"}, rows);
+      if (!header) table = table.substr(table.find('\n') + 1);
+      out << table;
+      header = false;
+    } else if (header && output == "table" && !flags.Has("follow")) {
+      out << "No denials reported"
+          << (ns.empty() ? "" : absl::StrCat(" in namespace ", ns)) << ".\n";
+    }
+    out.flush();
+    if (!flags.Has("follow") || !out) return kExitOk;
+    absl::SleepFor(absl::Seconds(2));
+  }
+}
+
 }  // namespace
 
 bool IsKubectlPlugin(absl::string_view argv0) {
@@ -491,7 +610,8 @@ bool IsKubectlPlugin(absl::string_view argv0) {
 
 bool IsClusterCommand(absl::string_view command, bool plugin) {
   return command == "status" ||
-         (plugin && (command == "explain" || command == "diff"));
+         (plugin &&
+          (command == "explain" || command == "diff" || command == "denials"));
 }
 
 int RunClusterCommand(const std::vector<std::string>& args,
@@ -509,6 +629,7 @@ int RunClusterCommand(const std::vector<std::string>& args,
   }
   if (command == "status") return Status(flags, program, out, err);
   if (command == "explain") return Explain(flags, program, out, err);
+  if (command == "denials") return Denials(flags, program, out, err);
   return Diff(flags, program, out, err);
 }
 
@@ -524,7 +645,13 @@ int RunKubectlPlugin(const std::vector<std::string>& args, std::ostream& out,
     (args.empty() ? err : out) << kPluginUsage;
     return args.empty() ? kExitUsage : kExitOk;
   }
-  if (IsClusterCommand(args[0], true)) {
+  // `kubectl stockade denials --store DIR`: a node's own log, as stockade.
+  const bool local_denials =
+      args[0] == "denials" &&
+      std::any_of(args.begin(), args.end(), [](const std::string& a) {
+        return absl::StartsWith(a, "--store");
+      });
+  if (IsClusterCommand(args[0], true) && !local_denials) {
     return RunClusterCommand(args, kProgram, out, err);
   }
   return Run(args, out, err);

@@ -58,7 +58,8 @@ void DenialRecorder::Add(
 std::string DenialRecorder::EventMessage(const v1::NodeDenial& d) {
   std::string what;
   if (d.suppressed() > 0) {
-    what = absl::StrCat(d.suppressed(), " more denials (rate-limited on the node)");
+    what = absl::StrCat(d.suppressed(),
+                        " more denials (rate-limited on the node)");
   } else if (!d.syscall().empty()) {
     what = absl::StrCat(d.layer(), " denied syscall ", d.syscall());
   } else if (!d.destination().empty()) {
@@ -74,10 +75,10 @@ std::string DenialRecorder::EventMessage(const v1::NodeDenial& d) {
   std::string where = d.container_name().empty()
                           ? absl::StrCat("container ", d.container_id())
                           : absl::StrCat("container ", d.container_name());
-  std::string policy = d.policy_namespace().empty()
-                           ? d.policy_name()
-                           : absl::StrCat(d.policy_namespace(), "/",
-                                          d.policy_name());
+  std::string policy =
+      d.policy_namespace().empty()
+          ? d.policy_name()
+          : absl::StrCat(d.policy_namespace(), "/", d.policy_name());
   return absl::StrCat(what, " in ", where, " (policy ", policy, ")");
 }
 
@@ -100,16 +101,20 @@ void DenialRecorder::Handle(const std::string& node, const v1::NodeDenial& d) {
   if (!d.pod_name().empty()) {
     about = {"v1", "Pod", d.pod_namespace(), d.pod_name(), "", ""};
   } else {
-    about = {"stockade.dev/v1alpha1", "AgentPolicy", d.policy_namespace(),
-             d.policy_name(), "", ""};
+    about = {"stockade.dev/v1alpha1",
+             "AgentPolicy",
+             d.policy_namespace(),
+             d.policy_name(),
+             "",
+             ""};
   }
   if (about.name.empty()) return;
-  absl::Status s = events_->Record(
-      about,
-      d.mode() == "complained" ? kube::EventType::kNormal
-                               : kube::EventType::kWarning,
-      d.mode() == "complained" ? "Complained" : "Denied",
-      absl::StrCat(EventMessage(d), " on node ", node));
+  absl::Status s =
+      events_->Record(about,
+                      d.mode() == "complained" ? kube::EventType::kNormal
+                                               : kube::EventType::kWarning,
+                      d.mode() == "complained" ? "Complained" : "Denied",
+                      absl::StrCat(EventMessage(d), " on node ", node));
   if (!s.ok()) {
     log_(LogLevel::kWarning, "cannot record a denial's Event",
          {{"object", absl::StrCat(about.namespace_, "/", about.name)},
@@ -157,7 +162,8 @@ void DenialRecorder::FlushCounts() {
     nlohmann::json patch =
         nlohmann::json::parse(controller::StatusMergePatch(status));
     // Only the counters: the reconciler owns everything else.
-    nlohmann::json only = {{"status", {{"denials", patch["status"]["denials"]}}}};
+    nlohmann::json only = {
+        {"status", {{"denials", patch["status"]["denials"]}}}};
     absl::StatusOr<nlohmann::json> written = client_->PatchStatus(
         kube::kAgentPolicy, ns, name, kube::PatchType::kMerge, only);
     std::lock_guard<std::mutex> lock(mu_);

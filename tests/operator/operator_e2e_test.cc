@@ -844,6 +844,23 @@ TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
   EXPECT_TRUE(Eventually([&] { return counts().value("total", 0) == 3; }))
       << counts().dump();
 
+  // kubectl stockade denials shows them (the plugin binary, as kubectl runs
+  // it), for the namespace and for the Agent whose pods they are.
+  const std::string plugin =
+      std::string(STOCKADE_BIN_DIR) + "/kubectl-stockade";
+  CommandResult shown = testing::RunCommand(
+      {plugin, "denials", "-n", "agents", "--kubeconfig", api_->kubeconfig()});
+  ASSERT_TRUE(shown.ok()) << shown.ToString();
+  EXPECT_THAT(shown.out, HasSubstr("COUNT"));
+  EXPECT_THAT(shown.out, HasSubstr("agents/researcher-0"));
+  EXPECT_THAT(shown.out, HasSubstr("seccomp denied syscall keyctl"));
+  EXPECT_THAT(shown.out, HasSubstr("landlock denied fs.execute /usr/bin/pip"));
+  CommandResult other =
+      testing::RunCommand({plugin, "denials", "-n", "agents", "--agent",
+                           "coder", "--kubeconfig", api_->kubeconfig()});
+  ASSERT_TRUE(other.ok()) << other.ToString();
+  EXPECT_THAT(other.out, HasSubstr("No denials reported"));
+
   // The metric, by namespace, policy, layer and mode.
   CommandResult metrics = testing::RunCommand(
       {"curl", "-sf",
