@@ -331,6 +331,10 @@ absl::StatusOr<v1::CompiledPolicy> SandboxPolicy(
                      ") does not compile: ", absl::StrJoin(problems, "; ")));
   }
   v1::CompiledPolicy compiled = *std::move(result.compiled);
+  // The sandbox holds the pod's network namespace: the pod policy's egress
+  // rules exactly, their log prefix naming the pod's policy (node/denials
+  // attributes the logged drops by it).
+  compiled.set_nftables(pod_policy.nftables());
   // RLIMIT_NPROC counts every process of the real uid on the node (without a
   // user namespace), and pause runs as the same uid (65535) in every pod: a
   // node with more pods than the limit could not start another sandbox. The
