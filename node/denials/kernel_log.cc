@@ -218,7 +218,8 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
   switch (type) {
     case kAuditSeccomp: {
       uint32_t code = 0;
-      absl::string_view code_text = Str(f, "code");
+      const std::string code_field = Str(f, "code");
+      absl::string_view code_text = code_field;
       absl::ConsumePrefix(&code_text, "0x");
       if (!absl::SimpleHexAtoi(code_text, &code)) return std::nullopt;
       r.layer = Layer::kSeccomp;
