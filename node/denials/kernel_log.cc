@@ -206,7 +206,10 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
     size_t close = message.find("):");
     if (colon != absl::string_view::npos && close != absl::string_view::npos &&
         colon < close) {
-      absl::SimpleAtoi(message.substr(colon + 1, close - colon - 1), &r.serial);
+      if (!absl::SimpleAtoi(message.substr(colon + 1, close - colon - 1),
+                            &r.serial)) {
+        r.serial = 0;  // not grouped with other records
+      }
       message = message.substr(close + 2);
     }
   }
