@@ -39,7 +39,7 @@ Usage:
                       [--apparmor auto|on|off] [--output FILE]
   stockade install --store DIR [--guardrails FILE]... FILE...
   stockade status [-n NAMESPACE | -A] [-o json]   (reads the cluster)
-  stockade denials --store DIR [--namespace NS] [--policy NAME]
+  stockade denials --store DIR [--namespace NS] [--policy NAME] [--agent NAME]
                    [--container ID] [--layer L] [--mode M] [-o json] [--follow]
   stockade suggest --policy FILE --store DIR [--container ID] [--output F]
   stockade probe-http --url URL [--expect CODE]
@@ -107,12 +107,14 @@ kernel has AppArmor, or with --apparmor on) the AppArmor profile.
 )"},
       {"denials",
        R"(stockade denials --store DIR [--namespace NS] [--policy NAME]
-                 [--container ID] [--layer seccomp|apparmor|landlock|network]
+                 [--agent NAME] [--container ID]
+                 [--layer seccomp|apparmor|landlock|network]
                  [--mode enforced|complained] [-o table|json] [--follow]
 
 Shows the denials the node agent collected into DIR/denials (stockade-node
---denials-only on a single host): when, which policy and container, which
-layer stopped what, the process. -o json prints the JSON lines as stored;
+--denials-only on a single host): when, which policy and container (and the
+Agent it runs for: its stockade.dev/agent annotation), which layer stopped
+what, the process. -o json prints the JSON lines as stored;
 --follow keeps printing new ones. See docs/denials.md.
 )"},
       {"suggest", R"(stockade suggest --policy FILE --store DIR [--container ID]
@@ -512,7 +514,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out,
       {"suggest",
        {{{"policy", "store", "container", "output"}}, SuggestCommand}},
       {"denials",
-       {{{"store", "namespace", "policy", "container", "layer", "mode",
+       {{{"store", "namespace", "policy", "agent", "container", "layer", "mode",
           "output"},
          {"follow"},
          {{'n', "namespace"}, {'o', "output"}}},

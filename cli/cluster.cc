@@ -92,9 +92,11 @@ absl::Status Cluster::Explain(const absl::Status& status,
 }
 
 absl::StatusOr<std::vector<nlohmann::json>> Cluster::List(
-    const kube::Resource& resource, absl::string_view ns) {
-  absl::StatusOr<kube::ObjectList> list =
-      client_->ListAll(resource, resource.namespaced ? ns : "", {.limit = 500});
+    const kube::Resource& resource, absl::string_view ns,
+    absl::string_view label_selector) {
+  absl::StatusOr<kube::ObjectList> list = client_->ListAll(
+      resource, resource.namespaced ? ns : "",
+      {.label_selector = std::string(label_selector), .limit = 500});
   if (!list.ok()) {
     std::string what = absl::StrCat(resource.plural, ".", resource.group);
     if (resource.group.empty()) what = std::string(resource.plural);

@@ -49,9 +49,10 @@ class Cluster {
   const std::string& namespace_name() const { return namespace_name_; }
 
   // Every object of `resource` in `ns` ("" every namespace; ignored for a
-  // cluster-scoped resource).
+  // cluster-scoped resource), or those `label_selector` selects.
   absl::StatusOr<std::vector<nlohmann::json>> List(
-      const kube::Resource& resource, absl::string_view ns);
+      const kube::Resource& resource, absl::string_view ns,
+      absl::string_view label_selector = "");
   // The object, or nullopt when there is none.
   absl::StatusOr<std::optional<nlohmann::json>> Get(
       const kube::Resource& resource, absl::string_view ns,

@@ -26,6 +26,8 @@ bool DenialMatches(const Denial& d, const Flags& flags) {
       absl::StrCat(d.policy_namespace, "/", d.policy_name) != policy) {
     return false;
   }
+  const std::string agent = flags.Get("agent");
+  if (!agent.empty() && d.agent != agent) return false;
   const std::string container = flags.Get("container");
   if (!container.empty() && d.container_id != container &&
       d.container_name != container && d.pod_name != container) {
@@ -50,6 +52,10 @@ std::string AttemptedText(const Denial& d) {
     return absl::StrCat(d.access.empty() ? "" : d.access + " ", d.path);
   }
   if (!d.syscall.empty()) return d.syscall;
+  if (!d.operation.empty()) {  // pids: "fork (pids.max 32)"
+    return d.access.empty() ? d.operation
+                            : absl::StrCat(d.operation, " (", d.access, ")");
+  }
   return d.access;
 }
 
@@ -65,11 +71,11 @@ std::string DenialTable(const std::vector<Denial>& denials) {
              : absl::StrCat(d.policy_namespace, "/", d.policy_name),
          d.pod_name.empty() ? d.container_id
                             : absl::StrCat(d.pod_name, "/", d.container_name),
-         d.layer, d.mode, AttemptedText(d), process});
+         d.agent, d.layer, d.mode, AttemptedText(d), process});
   }
-  return FormatTable(
-      {"TIME", "POLICY", "CONTAINER", "LAYER", "MODE", "ATTEMPTED", "PROCESS"},
-      rows);
+  return FormatTable({"TIME", "POLICY", "CONTAINER", "AGENT", "LAYER", "MODE",
+                      "ATTEMPTED", "PROCESS"},
+                     rows);
 }
 
 int DenialsCommand(const Flags& flags, std::ostream& out, std::ostream& err) {

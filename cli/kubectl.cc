@@ -21,7 +21,9 @@
 #include "cli/table.h"
 #include "operator/compiler/compile.h"
 #include "operator/compiler/explain.h"
+#include "operator/controller/agent_reconciler.h"
 #include "operator/controller/objects.h"
+#include "store/store.h"
 
 namespace stockade::cli {
 namespace {
@@ -57,7 +59,9 @@ const std::map<std::string, std::string>& ClusterHelp() {
 
 The denials the nodes reported, as the operator recorded them: Events on the
 pods (reason Denied, or Complained in Complain mode; repeats counted), newest
-last. --agent NAME shows the pods of that Agent only; --follow keeps printing
+last. --agent NAME shows the pods of that Agent only (the Events the operator
+labelled stockade.dev/agent=NAME, from the pods' annotation of the same name,
+which the Agent controller sets); --follow keeps printing
 new ones and new counts; -o json prints the Events. On a node, `kubectl
 stockade denials --store DIR` (or `stockade denials`) reads the node's own
 denial log instead. See docs/denials.md.
@@ -519,20 +523,15 @@ std::string EventLastSeen(const nlohmann::json& e) {
 // The Events of denials in `ns` ("" every namespace), oldest first.
 absl::StatusOr<std::vector<nlohmann::json>> DenialEvents(
     Cluster& cluster, const std::string& ns, const std::string& agent) {
-  absl::StatusOr<std::vector<nlohmann::json>> events =
-      cluster.List(kube::kEvent, ns);
+  // The operator labels the Events of an Agent's pods with its name.
+  absl::StatusOr<std::vector<nlohmann::json>> events = cluster.List(
+      kube::kEvent, ns,
+      agent.empty() ? "" : absl::StrCat(controller::kAgentLabel, "=", agent));
   if (!events.ok()) return events.status();
   std::vector<nlohmann::json> out;
   for (nlohmann::json& e : *events) {
     const std::string reason = EventString(e, "reason");
     if (reason != "Denied" && reason != "Complained") continue;
-    const std::string pod = e.contains("involvedObject")
-                                ? EventString(e["involvedObject"], "name")
-                                : "";
-    // An Agent's pods are its Deployment's: <agent>-<template hash>-<id>.
-    if (!agent.empty() && !absl::StartsWith(pod, agent + "-") && pod != agent) {
-      continue;
-    }
     out.push_back(std::move(e));
   }
   std::stable_sort(out.begin(), out.end(),
@@ -559,6 +558,11 @@ int Denials(const Flags& flags, absl::string_view program, std::ostream& out,
   const std::string ns =
       flags.Has("all-namespaces") ? "" : (*cluster)->namespace_name();
   const std::string agent = flags.Get("agent");
+  if (!agent.empty() && !store::CheckIndexKey("", agent).ok()) {
+    err << program << " denials: --agent " << agent
+        << ": want an Agent name (lowercase letters, digits, '-', '.')\n";
+    return kExitUsage;
+  }
   std::map<std::string, int64_t> seen;  // uid -> count printed
   bool header = true;
   while (true) {

@@ -153,6 +153,16 @@ std::vector<std::string> SuggestAdditions(const std::vector<Denial>& denials,
       }
       continue;
     }
+    if (d.layer == "pids") {
+      // A limit, not a permission: a runaway fork loop looks the same as a
+      // busy agent, so it is never raised by a draft.
+      ++unallowable[absl::StrCat(
+          "  processes.max refused a fork",
+          d.access.empty() ? "" : absl::StrCat(" (", d.access, ")"),
+          ": left as is; raise spec.processes.max by hand if the agent needs "
+          "more processes")];
+      continue;
+    }
     if (!d.destination.empty()) {
       const bool v6 = absl::StrContains(d.destination, ':');
       const std::string cidr = absl::StrCat(d.destination, v6 ? "/128" : "/32");

@@ -54,6 +54,10 @@ TEST(SuggestTest, LeastAdditionsForEachLayer) {
   net.protocol = "tcp";
   net.port = 443;
   denials.push_back(net);
+  Denial fork = Of("pids");
+  fork.operation = "fork";
+  fork.access = "pids.max 32";
+  denials.push_back(fork);  // a limit: noted, never raised
   Denial summary = Of("seccomp");
   summary.suppressed = 50;  // a rate-limit summary asks for nothing
   denials.push_back(summary);
@@ -68,6 +72,10 @@ TEST(SuggestTest, LeastAdditionsForEachLayer) {
               Contains("+ network.egress 203.0.113.9/32 port 443  (1 denial)"));
   EXPECT_THAT(changes,
               Contains(HasSubstr("/etc/shadow is in filesystem.deny")));
+  EXPECT_THAT(changes, Contains(HasSubstr(
+                           "processes.max refused a fork (pids.max 32): left "
+                           "as is")));
+  EXPECT_FALSE(policy.spec().has_processes());
   const v1::AgentPolicySpec& spec = policy.spec();
   EXPECT_THAT(spec.syscalls().allow(), ElementsAre("keyctl"));
   EXPECT_TRUE(spec.syscalls().deny().empty());

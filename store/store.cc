@@ -388,6 +388,7 @@ std::string RefOwnerJson(const RefOwner& owner, const RefPod& pod) {
     j["pod_name"] = pod.name;
     j["container_name"] = pod.container;
   }
+  if (!pod.agent.empty()) j["agent"] = pod.agent;
   return j.dump() + "\n";
 }
 
@@ -403,6 +404,7 @@ RefPod ParseRefPod(const std::string& text) {
   pod.namespace_ = str("pod_namespace");
   pod.name = str("pod_name");
   pod.container = str("container_name");
+  pod.agent = str("agent");
   return pod;
 }
 

@@ -52,11 +52,13 @@ struct RefOwner {
 };
 
 // The pod a referencing container belongs to, from its CRI annotations
-// (empty outside Kubernetes): what a denial report names.
+// (empty outside Kubernetes), and the Agent it runs for (the pod's
+// stockade.dev/agent annotation): what a denial report names.
 struct RefPod {
   std::string namespace_;
   std::string name;
   std::string container;
+  std::string agent;
 };
 
 // One reference: container container_id uses policy hash.

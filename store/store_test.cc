@@ -593,17 +593,25 @@ TEST_F(StoreTest, RefsCarryTheirPod) {
   const auto a = MakePolicy("team-a", "one", "1");
   const std::vector<const stockade::v1::CompiledPolicy*> one = {&a};
   ASSERT_TRUE(store().WritePolicies(one).ok());
-  ASSERT_TRUE(
-      store().AddRef(a.hash(), "c1", RefPod{"team-a", "agent-0", "main"}).ok());
+  ASSERT_TRUE(store()
+                  .AddRef(a.hash(), "c1",
+                          RefPod{"team-a", "agent-0", "main", "researcher"})
+                  .ok());
   ASSERT_TRUE(store().AddRef(a.hash(), "c2").ok());
+  // Outside Kubernetes a container may still name its Agent.
+  ASSERT_TRUE(store().AddRef(a.hash(), "c3", RefPod{"", "", "", "solo"}).ok());
   auto refs = store().ListRefs();
   ASSERT_TRUE(refs.ok()) << refs.status();
-  ASSERT_EQ(refs->size(), 2u);
+  ASSERT_EQ(refs->size(), 3u);
   EXPECT_EQ((*refs)[0].pod.namespace_, "team-a");
   EXPECT_EQ((*refs)[0].pod.name, "agent-0");
   EXPECT_EQ((*refs)[0].pod.container, "main");
+  EXPECT_EQ((*refs)[0].pod.agent, "researcher");
   EXPECT_TRUE((*refs)[0].owner.ok());
   EXPECT_TRUE((*refs)[1].pod.name.empty());
+  EXPECT_TRUE((*refs)[1].pod.agent.empty());
+  EXPECT_TRUE((*refs)[2].pod.name.empty());
+  EXPECT_EQ((*refs)[2].pod.agent, "solo");
 }
 
 TEST_F(StoreTest, AddRefNeedsThePolicyAndValidNames) {

@@ -85,7 +85,15 @@ std::optional<Attribution> Attributor::ForPid(int64_t pid) {
   if (!in) return std::nullopt;
   std::stringstream text;
   text << in.rdbuf();
-  const std::vector<std::string> candidates = Candidates(text.str());
+  return ForCandidates(Candidates(text.str()));
+}
+
+std::optional<Attribution> Attributor::ForCgroupPath(const std::string& path) {
+  return ForCandidates(Candidates(absl::StrCat("0::", path)));
+}
+
+std::optional<Attribution> Attributor::ForCandidates(
+    const std::vector<std::string>& candidates) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     for (const std::string& id : candidates) {
       if (std::optional<Attribution> a = ForContainer(id)) return a;

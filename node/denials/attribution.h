@@ -31,6 +31,10 @@ class Attributor {
   // is gone or runs in no container known to the store.
   std::optional<Attribution> ForPid(int64_t pid);
 
+  // The container of a cgroup path ("/k8s.io/<id>", as the kernel names a
+  // cgroup in its log). nullopt when it is no container known to the store.
+  std::optional<Attribution> ForCgroupPath(const std::string& path);
+
   // The policy namespace/name (an nftables log prefix names it) and, when
   // exactly one container on this node runs it, that container.
   std::optional<Attribution> ForPolicy(const std::string& namespaced_name);
@@ -42,6 +46,8 @@ class Attributor {
  private:
   void Refresh();  // the container -> hash map from the store's references
   std::optional<Attribution> ForContainer(const std::string& container_id);
+  std::optional<Attribution> ForCandidates(
+      const std::vector<std::string>& candidates);
 
   const store::Store* store_;
   std::string proc_;

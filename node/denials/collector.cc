@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -80,6 +81,33 @@ int AuditRequest(uint16_t type, const audit_status* set, audit_status* got) {
   return error;
 }
 
+// The pids.max of a cgroup ("" when unreadable): cgroup v2, then v1.
+std::string PidsMax(const std::string& cgroup) {
+  for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/pids"}) {
+    std::ifstream in(absl::StrCat(root, cgroup, "/pids.max"));
+    std::string max;
+    if (in >> max) return max;
+  }
+  return "";
+}
+
+// A denial naming who: the container, its pod and Agent, and its policy.
+Denial DenialBy(const Attribution& who, const std::string& node,
+                absl::Time time) {
+  Denial d;
+  d.time = time;
+  d.node = node;
+  d.container_id = who.container_id;
+  d.pod_namespace = who.pod.namespace_;
+  d.pod_name = who.pod.name;
+  d.container_name = who.pod.container;
+  d.agent = who.pod.agent;
+  d.policy_namespace = who.policy_namespace;
+  d.policy_name = who.policy_name;
+  d.policy_hash = who.policy_hash;
+  return d;
+}
+
 }  // namespace
 
 struct Collector::State {
@@ -91,7 +119,7 @@ struct Collector::State {
     double tokens = 0;
     absl::Time last;
     int64_t suppressed = 0;
-    Denial sample;  // the latest: names the container in a summary
+    Attribution who;  // of the latest denial: what a summary names
   };
   absl::flat_hash_map<std::string, Bucket> buckets;
   // Landlock: a denial waits for the records of the same event that name
@@ -222,17 +250,7 @@ void Collector::Run() {
   // record naming the container and policy (of its latest denial).
   auto write_summary = [&](State::Bucket& b, absl::Time now) {
     if (b.suppressed == 0) return;
-    const Denial& last = b.sample;
-    Denial summary;
-    summary.time = now;
-    summary.node = last.node;
-    summary.container_id = last.container_id;
-    summary.pod_namespace = last.pod_namespace;
-    summary.pod_name = last.pod_name;
-    summary.container_name = last.container_name;
-    summary.policy_namespace = last.policy_namespace;
-    summary.policy_name = last.policy_name;
-    summary.policy_hash = last.policy_hash;
+    Denial summary = DenialBy(b.who, options_.node_name, now);
     summary.suppressed = b.suppressed;
     b.suppressed = 0;
     write(summary);
@@ -245,6 +263,8 @@ void Collector::Run() {
     std::string comm = r.comm, exe = r.exe;
     if (r.layer == Layer::kNetwork && !r.policy.empty()) {
       who = s.attributor.ForPolicy(r.policy);
+    } else if (r.layer == Layer::kPids) {
+      who = s.attributor.ForCgroupPath(r.cgroup);
     } else {
       who = s.attributor.ForPid(r.pid);
       if (!who && r.ppid != 0) who = s.attributor.ForPid(r.ppid);
@@ -267,16 +287,7 @@ void Collector::Run() {
       ++stats_.unattributed;
       return;
     }
-    Denial d;
-    d.time = absl::Now();
-    d.node = options_.node_name;
-    d.container_id = who->container_id;
-    d.pod_namespace = who->pod.namespace_;
-    d.pod_name = who->pod.name;
-    d.container_name = who->pod.container;
-    d.policy_namespace = who->policy_namespace;
-    d.policy_name = who->policy_name;
-    d.policy_hash = who->policy_hash;
+    Denial d = DenialBy(*who, options_.node_name, absl::Now());
     d.layer = LayerName(r.layer);
     d.mode = r.complained ? "complained" : "enforced";
     d.syscall = r.syscall;
@@ -289,6 +300,10 @@ void Collector::Run() {
     d.pid = pid;
     d.comm = comm;
     d.exe = exe;
+    if (r.layer == Layer::kPids) {
+      const std::string max = PidsMax(r.cgroup);
+      if (!max.empty()) d.access = absl::StrCat("pids.max ", max);
+    }
 
     // A dropped connection attempt is logged once per packet: the SYN and
     // its retransmissions. One denial per destination and 5 s.
@@ -314,7 +329,7 @@ void Collector::Run() {
           b.tokens + absl::ToDoubleSeconds(d.time - b.last) * options_.rate);
     }
     b.last = d.time;
-    b.sample = d;
+    b.who = *who;
     if (b.tokens < 1) {
       ++b.suppressed;
       ++stats_.suppressed;
@@ -417,7 +432,10 @@ void Collector::Run() {
         absl::string_view record(buf.data(), static_cast<size_t>(got));
         std::optional<KernelRecord> r = ParseKernelRecord(record);
         // Audit records come from the audit socket when it is read.
-        if (!r || (audit_fd_ >= 0 && r->layer != Layer::kNetwork)) continue;
+        if (!r || (audit_fd_ >= 0 && r->layer != Layer::kNetwork &&
+                   r->layer != Layer::kPids)) {
+          continue;
+        }
         handle(*r);
       }
     }

@@ -32,6 +32,7 @@ nlohmann::json Denial::ToJson() const {
   Put(j, "pod", pod_name);
   Put(j, "container", container_name);
   Put(j, "containerID", container_id);
+  Put(j, "agent", agent);
   if (!policy_name.empty()) {
     j["policy"] = policy_namespace.empty()
                       ? policy_name
@@ -70,6 +71,7 @@ absl::StatusOr<Denial> Denial::FromJson(const nlohmann::json& j) {
   d.pod_name = Get(j, "pod");
   d.container_name = Get(j, "container");
   d.container_id = Get(j, "containerID");
+  d.agent = Get(j, "agent");
   std::string policy = Get(j, "policy");
   if (size_t slash = policy.find('/'); slash != std::string::npos) {
     d.policy_namespace = policy.substr(0, slash);
@@ -112,6 +114,7 @@ stockade::v1::NodeDenial Denial::ToProto() const {
   p.set_pod_name(pod_name);
   p.set_container_name(container_name);
   p.set_container_id(container_id);
+  p.set_agent(agent);
   p.set_policy_namespace(policy_namespace);
   p.set_policy_name(policy_name);
   p.set_policy_hash(policy_hash);
@@ -120,6 +123,7 @@ stockade::v1::NodeDenial Denial::ToProto() const {
   p.set_syscall(syscall);
   p.set_path(path);
   p.set_access(access);
+  p.set_operation(operation);
   p.set_destination(destination);
   p.set_protocol(protocol);
   p.set_port(port);
@@ -137,6 +141,7 @@ Denial Denial::FromProto(const stockade::v1::NodeDenial& p) {
   d.pod_name = p.pod_name();
   d.container_name = p.container_name();
   d.container_id = p.container_id();
+  d.agent = p.agent();
   d.policy_namespace = p.policy_namespace();
   d.policy_name = p.policy_name();
   d.policy_hash = p.policy_hash();
@@ -145,6 +150,7 @@ Denial Denial::FromProto(const stockade::v1::NodeDenial& p) {
   d.syscall = p.syscall();
   d.path = p.path();
   d.access = p.access();
+  d.operation = p.operation();
   d.destination = p.destination();
   d.protocol = p.protocol();
   d.port = p.port();

@@ -19,9 +19,11 @@ namespace stockade::node::denials {
 struct Denial {
   absl::Time time;
   std::string node;
-  // Who: the container (its containerd id) and, where known, its pod.
+  // Who: the container (its containerd id) and, where known, its pod and
+  // the Agent it runs for.
   std::string container_id;
   std::string pod_namespace, pod_name, container_name;
+  std::string agent;
   // Under which policy.
   std::string policy_namespace, policy_name, policy_hash;
   std::string layer;  // seccomp, apparmor, landlock, network

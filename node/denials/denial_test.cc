@@ -25,6 +25,7 @@ Denial Sample() {
   d.pod_namespace = "agents";
   d.pod_name = "research-0";
   d.container_name = "agent";
+  d.agent = "research";
   d.policy_namespace = "agents";
   d.policy_name = "research";
   d.policy_hash = "ab12";
@@ -48,6 +49,26 @@ TEST(DenialTest, JsonLineRoundTrip) {
   EXPECT_EQ(back->ToLine(), line);
   EXPECT_FALSE(Denial::FromLine("{").ok());
   EXPECT_FALSE(Denial::FromLine("{\"time\":\"yesterday\"}").ok());
+}
+
+// The node is the stream's (NodeHello), not each denial's.
+TEST(DenialTest, ProtoRoundTrip) {
+  Denial d = Sample();
+  d.node.clear();
+  d.layer = "apparmor";
+  d.syscall.clear();
+  d.operation = "open";
+  d.path = "/etc/shadow";
+  d.access = "r";
+  EXPECT_EQ(Denial::FromProto(d.ToProto()).ToLine(), d.ToLine());
+  d = Sample();
+  d.node.clear();
+  d.layer = "network";
+  d.destination = "203.0.113.9";
+  d.protocol = "tcp";
+  d.port = 443;
+  d.suppressed = 7;
+  EXPECT_EQ(Denial::FromProto(d.ToProto()).ToLine(), d.ToLine());
 }
 
 TEST(DenialLogTest, RotatesAndReadsBackInOrder) {

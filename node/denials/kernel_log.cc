@@ -138,6 +138,8 @@ const char* LayerName(Layer layer) {
       return "landlock";
     case Layer::kNetwork:
       return "network";
+    case Layer::kPids:
+      return "pids";
   }
   return "unknown";
 }
@@ -189,6 +191,17 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
   }
   if (absl::StartsWith(record, "stockade-egress-")) {
     return ParseEgressLine(record);
+  }
+  if (absl::ConsumePrefix(&record, kPidsForkRejected)) {
+    absl::string_view cgroup = absl::StripTrailingAsciiWhitespace(record);
+    if (!absl::StartsWith(cgroup, "/") || absl::StrContains(cgroup, "..")) {
+      return std::nullopt;
+    }
+    KernelRecord r;
+    r.layer = Layer::kPids;
+    r.cgroup = std::string(cgroup);
+    r.operation = "fork";
+    return r;
   }
   absl::string_view message = record;
   if (!absl::ConsumePrefix(&message, "audit: type=")) return std::nullopt;

@@ -1,7 +1,8 @@
 // Parsing the kernel's reports of denials: audit records (seccomp type 1326,
 // AppArmor 1400, Landlock 1423/1424, the SYSCALL record 1300 that carries the
-// process of a Landlock denial) and the nftables log lines of Stockade's
-// egress rules, as /dev/kmsg hands them out. The bytes are the kernel's, but
+// process of a Landlock denial), the nftables log lines of Stockade's
+// egress rules and the pids controller's refusal of a fork, as /dev/kmsg
+// hands them out. The bytes are the kernel's, but
 // a confined process chooses much of them (its comm, the paths it tries):
 // every field is parsed defensively (node/denials/kernel_log_fuzzer.cc).
 #ifndef STOCKADE_NODE_DENIALS_KERNEL_LOG_H_
@@ -16,7 +17,7 @@
 
 namespace stockade::node::denials {
 
-enum class Layer { kSeccomp, kAppArmor, kLandlock, kNetwork };
+enum class Layer { kSeccomp, kAppArmor, kLandlock, kNetwork, kPids };
 const char* LayerName(Layer layer);  // "seccomp", "apparmor", ...
 
 // What one kernel record says (fields not named by its kind stay empty).
@@ -46,7 +47,14 @@ struct KernelRecord {
   std::string policy;  // "namespace/name" from the log prefix, when present
   std::string destination, protocol;
   int port = 0;
+  // pids: the cgroup whose pids.max refused a fork ("/k8s.io/<id>")
+  std::string cgroup;
 };
+
+// The kernel's line when a cgroup's pids.max first refuses a fork (once per
+// cgroup: later refusals are counted in its pids.events only).
+inline constexpr char kPidsForkRejected[] =
+    "cgroup: fork rejected by pids controller in ";
 
 // The nftables log prefixes of the compiled egress rules
 // (operator/compiler/nftables).

@@ -115,6 +115,20 @@ TEST(KernelLogTest, EgressLogLines) {
   EXPECT_EQ(named->port, 53);
 }
 
+TEST(KernelLogTest, PidsRefusalLines) {
+  // As this kernel writes it (cgroup v1 here; v2 names the unified path).
+  auto r = ParseKernelRecord(
+      "6,2040,20341389726,-;cgroup: fork rejected by pids controller in "
+      "/attack-6237/forkbomb\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->layer, Layer::kPids);
+  EXPECT_EQ(r->cgroup, "/attack-6237/forkbomb");
+  EXPECT_EQ(r->operation, "fork");
+  EXPECT_FALSE(r->complained);
+  EXPECT_FALSE(ParseKernelRecord(
+      "cgroup: fork rejected by pids controller in relative/path"));
+}
+
 TEST(KernelLogTest, HexEncodedValuesAreDecoded) {
   // audit hex-encodes strings holding spaces.
   auto f = ParseAuditFields("comm=612062 exe=\"/x y\" pid=5");

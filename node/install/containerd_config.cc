@@ -60,16 +60,6 @@ std::string PluginPrefix(int version) {
   }
 }
 
-// TOML basic string.
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // Whether the text defines the table of runtime `name`.
 bool DefinesRuntime(absl::string_view text, absl::string_view name) {
   return absl::StrContains(text, absl::StrCat("runtimes.", name, "]")) ||
@@ -100,6 +90,15 @@ bool NeedsDefaultRunc(absl::string_view text) {
 
 }  // namespace
 
+std::string TomlString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 absl::StatusOr<int> ConfigVersion(absl::string_view config) {
   absl::string_view top = TopLevel(config);
   size_t at = KeyValueStart(top, "version");
@@ -120,13 +119,14 @@ absl::StatusOr<int> ConfigVersion(absl::string_view config) {
 std::string RuntimeTables(int version, const RuntimeEntry& entry) {
   std::string table = absl::StrCat(PluginPrefix(version),
                                    ".containerd.runtimes.", entry.handler);
-  return absl::StrCat("[", table, "]\n",                                   //
-                      "  runtime_type = \"io.containerd.stockade.v1\"\n",  //
-                      "  runtime_path = ", Quote(entry.shim_path), "\n",   //
-                      "  pod_annotations = [\"stockade.dev/*\"]\n",        //
-                      "  container_annotations = [\"stockade.dev/*\"]\n",  //
-                      "  [", table, ".options]\n",                         //
-                      "    ConfigPath = ", Quote(entry.shim_config_path), "\n");
+  return absl::StrCat(
+      "[", table, "]\n",                                       //
+      "  runtime_type = \"io.containerd.stockade.v1\"\n",      //
+      "  runtime_path = ", TomlString(entry.shim_path), "\n",  //
+      "  pod_annotations = [\"stockade.dev/*\"]\n",            //
+      "  container_annotations = [\"stockade.dev/*\"]\n",      //
+      "  [", table, ".options]\n",                             //
+      "    ConfigPath = ", TomlString(entry.shim_config_path), "\n");
 }
 
 std::string RemoveRuntimeBlock(absl::string_view config) {

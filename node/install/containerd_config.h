@@ -27,6 +27,9 @@ struct RuntimeEntry {
   std::string shim_config_path;      // options.ConfigPath
 };
 
+// s as a TOML basic string ("...", with '"' and '\\' escaped).
+std::string TomlString(absl::string_view s);
+
 inline constexpr char kBlockBegin[] =
     "# BEGIN stockade runtime (added by stockade-node-install; its uninstall "
     "removes this block)";

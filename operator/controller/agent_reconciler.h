@@ -54,8 +54,13 @@ inline constexpr char kRuntimeClassName[] = "stockade";
 inline constexpr char kPolicyAnnotation[] = "stockade.dev/policy";
 inline constexpr char kPolicyHashAnnotation[] = "stockade.dev/policy-hash";
 // On the Deployment, its pods, the NetworkPolicy and an inline policy's
-// AgentPolicy: the Agent's name. The Deployment's selector.
+// AgentPolicy, and on the Events of its pods' denials: the Agent's name. The
+// Deployment's selector.
 inline constexpr char kAgentLabel[] = "stockade.dev/agent";
+// On its pods, the Agent's name again: CRI passes annotations (not labels)
+// to the runtime, and the shim records it for the pods' denials
+// (shim/policy/policy.h kAgentAnnotation).
+inline constexpr char kAgentAnnotation[] = "stockade.dev/agent";
 inline constexpr char kContainerName[] = "agent";
 
 // What the cluster shows of an object the Agent should own.

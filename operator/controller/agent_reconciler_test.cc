@@ -126,6 +126,7 @@ const v1::Condition& Cond(const v1::AgentStatus& status,
 TEST(AgentReconcilerConstantsTest, AnnotationsAreTheShims) {
   EXPECT_STREQ(kPolicyAnnotation, shim::kPolicyAnnotation);
   EXPECT_STREQ(kPolicyHashAnnotation, shim::kPolicyHashAnnotation);
+  EXPECT_STREQ(kAgentAnnotation, shim::kAgentAnnotation);
 }
 
 TEST_F(AgentReconcilerTest, ReadyPolicyMakesAConfinedDeployment) {
@@ -149,7 +150,8 @@ TEST_F(AgentReconcilerTest, ReadyPolicyMakesAConfinedDeployment) {
   EXPECT_EQ(tmpl["metadata"]["labels"]["stockade.dev/agent"], "research");
   EXPECT_EQ(tmpl["metadata"]["annotations"],
             Json({{"stockade.dev/policy", "research-policy"},
-                  {"stockade.dev/policy-hash", kHash}}));
+                  {"stockade.dev/policy-hash", kHash},
+                  {"stockade.dev/agent", "research"}}));
   EXPECT_EQ(tmpl["spec"]["runtimeClassName"], "stockade");
   EXPECT_EQ(tmpl["spec"]["automountServiceAccountToken"], false);
   const Json& c = tmpl["spec"]["containers"][0];

@@ -1,7 +1,9 @@
 #include "operator/kube/events.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -35,9 +37,26 @@ EventRecorder::EventRecorder(Client* client, std::string component,
       component_(std::move(component)),
       options_(std::move(options)) {}
 
-absl::Status EventRecorder::Record(const ObjectReference& object,
-                                   EventType type, absl::string_view reason,
-                                   absl::string_view message) {
+namespace {
+
+// A Kubernetes label value: at most 63 characters of [A-Za-z0-9-_.],
+// beginning and ending with a letter or digit (or empty).
+bool IsLabelValue(const std::string& v) {
+  if (v.size() > 63) return false;
+  if (v.empty()) return true;
+  auto alnum = [](char c) { return absl::ascii_isalnum(c); };
+  return alnum(v.front()) && alnum(v.back()) &&
+         std::all_of(v.begin(), v.end(), [&](char c) {
+           return alnum(c) || c == '-' || c == '_' || c == '.';
+         });
+}
+
+}  // namespace
+
+absl::Status EventRecorder::Record(
+    const ObjectReference& object, EventType type, absl::string_view reason,
+    absl::string_view message,
+    const std::map<std::string, std::string>& labels) {
   const std::string type_name =
       type == EventType::kWarning ? "Warning" : "Normal";
   const std::string ns =
@@ -86,10 +105,14 @@ absl::Status EventRecorder::Record(const ObjectReference& object,
   }
   json source = {{"component", component_}};
   if (!options_.host.empty()) source["host"] = options_.host;
+  json metadata = {{"name", name}, {"namespace", ns}};
+  for (const auto& [key, value] : labels) {
+    if (IsLabelValue(value)) metadata["labels"][key] = value;
+  }
   json event = {
       {"apiVersion", "v1"},
       {"kind", "Event"},
-      {"metadata", {{"name", name}, {"namespace", ns}}},
+      {"metadata", std::move(metadata)},
       {"involvedObject", involved},
       {"type", type_name},
       {"reason", std::string(reason)},

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <list>
+#include <map>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -51,9 +52,12 @@ class EventRecorder {
 
   // Creates (or bumps) the Event in the object's namespace, or in "default"
   // for cluster-scoped objects. reason: CamelCase ("Compiled"); message: for
-  // a person. Thread-safe. Returns the apiserver's error, if any.
+  // a person. labels: on the Event, so `kubectl get events -l` selects it
+  // (a value that is not a valid label value is left out). Thread-safe.
+  // Returns the apiserver's error, if any.
   absl::Status Record(const ObjectReference& object, EventType type,
-                      absl::string_view reason, absl::string_view message);
+                      absl::string_view reason, absl::string_view message,
+                      const std::map<std::string, std::string>& labels = {});
 
  private:
   struct Tracked {

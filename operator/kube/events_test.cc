@@ -104,6 +104,21 @@ TEST(KubeEventsTest, RecordedEventsAreVisibleWithKubectlAndRepeatsAggregate) {
   EXPECT_THAT(describe.out, AllOf(HasSubstr("Events:"), HasSubstr("Compiled"),
                                   HasSubstr("stockade-operator")));
 
+  // Labels select Events; a value that is not a label value is left out
+  // rather than failing the Event.
+  ASSERT_TRUE(rec.Record(ref, EventType::kWarning, "Denied", "seccomp denied",
+                         {{"stockade.dev/agent", "researcher"},
+                          {"stockade.dev/bad", "not a label value"}})
+                  .ok());
+  CommandResult selected =
+      f->Kubectl({"get", "events", "-n", "agents", "-l",
+                  "stockade.dev/agent=researcher", "-o", "json"});
+  ASSERT_TRUE(selected.ok()) << selected.ToString();
+  json by_label = json::parse(selected.out)["items"];
+  ASSERT_EQ(by_label.size(), 1u) << selected.out;
+  EXPECT_EQ(StringAt(by_label[0], {"reason"}), "Denied");
+  EXPECT_FALSE(by_label[0]["metadata"]["labels"].contains("stockade.dev/bad"));
+
   // A cluster-scoped object's events go to "default".
   json defaults = KubectlEvents(*f, "default");
   const json* applied = FindByReason(defaults, "GuardrailsApplied");

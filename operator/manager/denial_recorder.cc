@@ -4,6 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "operator/controller/agent_reconciler.h"
 #include "operator/controller/objects.h"
 
 namespace stockade::manager {
@@ -11,12 +14,45 @@ namespace {
 
 using distribution::LogLevel;
 
+// Every field of DenialCounts is an int64 count: `total`, and one per layer
+// named as the layer is.
 void Count(v1::DenialCounts& c, const v1::NodeDenial& d, int64_t n) {
   c.set_total(c.total() + n);
-  if (d.layer() == "seccomp") c.set_seccomp(c.seccomp() + n);
-  if (d.layer() == "apparmor") c.set_apparmor(c.apparmor() + n);
-  if (d.layer() == "landlock") c.set_landlock(c.landlock() + n);
-  if (d.layer() == "network") c.set_network(c.network() + n);
+  const google::protobuf::FieldDescriptor* layer =
+      c.GetDescriptor()->FindFieldByName(d.layer());
+  if (layer != nullptr && layer->name() != "total") {
+    const google::protobuf::Reflection* r = c.GetReflection();
+    r->SetInt64(&c, layer, r->GetInt64(c, layer) + n);
+  }
+}
+
+// a + sign * b, count by count.
+v1::DenialCounts Sum(const v1::DenialCounts& a, const v1::DenialCounts& b,
+                     int64_t sign = 1) {
+  v1::DenialCounts out = a;
+  const google::protobuf::Descriptor* desc = out.GetDescriptor();
+  const google::protobuf::Reflection* r = out.GetReflection();
+  for (int i = 0; i < desc->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = desc->field(i);
+    r->SetInt64(&out, f, r->GetInt64(a, f) + sign * r->GetInt64(b, f));
+  }
+  return out;
+}
+
+// The counts of a status.denials object ({} when it holds none).
+v1::DenialCounts CountsIn(const nlohmann::json& j) {
+  v1::DenialCounts out;
+  if (!j.is_object()) return out;
+  const google::protobuf::Descriptor* desc = out.GetDescriptor();
+  const google::protobuf::Reflection* r = out.GetReflection();
+  for (int i = 0; i < desc->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = desc->field(i);
+    auto it = j.find(f->json_name());
+    if (it != j.end() && it->is_number_integer()) {
+      r->SetInt64(&out, f, it->get<int64_t>());
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -66,6 +102,9 @@ std::string DenialRecorder::EventMessage(const v1::NodeDenial& d) {
     what = absl::StrCat(d.layer(), " denied ", d.protocol(),
                         d.protocol().empty() ? "" : " ", d.destination(),
                         d.port() ? absl::StrCat(":", d.port()) : "");
+  } else if (d.path().empty() && !d.operation().empty()) {
+    what = absl::StrCat(d.layer(), " denied ", d.operation(),
+                        d.access().empty() ? "" : " (" + d.access() + ")");
   } else {
     what = absl::StrCat(d.layer(), " denied ", d.access(), " ", d.path());
   }
@@ -79,7 +118,10 @@ std::string DenialRecorder::EventMessage(const v1::NodeDenial& d) {
       d.policy_namespace().empty()
           ? d.policy_name()
           : absl::StrCat(d.policy_namespace(), "/", d.policy_name());
-  return absl::StrCat(what, " in ", where, " (policy ", policy, ")");
+  return absl::StrCat(
+      what, " in ", where, " (",
+      d.agent().empty() ? "" : absl::StrCat("Agent ", d.agent(), ", "),
+      "policy ", policy, ")");
 }
 
 void DenialRecorder::Handle(const std::string& node, const v1::NodeDenial& d) {
@@ -109,12 +151,15 @@ void DenialRecorder::Handle(const std::string& node, const v1::NodeDenial& d) {
              ""};
   }
   if (about.name.empty()) return;
-  absl::Status s =
-      events_->Record(about,
-                      d.mode() == "complained" ? kube::EventType::kNormal
-                                               : kube::EventType::kWarning,
-                      d.mode() == "complained" ? "Complained" : "Denied",
-                      absl::StrCat(EventMessage(d), " on node ", node));
+  absl::Status s = events_->Record(
+      about,
+      d.mode() == "complained" ? kube::EventType::kNormal
+                               : kube::EventType::kWarning,
+      d.mode() == "complained" ? "Complained" : "Denied",
+      absl::StrCat(EventMessage(d), " on node ", node),
+      d.agent().empty() ? std::map<std::string, std::string>{}
+                        : std::map<std::string, std::string>{
+                              {controller::kAgentLabel, d.agent()}});
   if (!s.ok()) {
     log_(LogLevel::kWarning, "cannot record a denial's Event",
          {{"object", absl::StrCat(about.namespace_, "/", about.name)},
@@ -140,17 +185,13 @@ void DenialRecorder::FlushCounts() {
       absl::StatusOr<nlohmann::json> obj =
           client_->Get(kube::kAgentPolicy, ns, name);
       if (obj.ok()) {
-        const nlohmann::json& j = (*obj)["status"]["denials"];
-        auto get = [&](const char* k) {
-          return j.is_object() && j.contains(k) && j[k].is_number_integer()
-                     ? j[k].get<int64_t>()
-                     : int64_t{0};
-        };
-        total.set_total(total.total() + get("total"));
-        total.set_seccomp(total.seccomp() + get("seccomp"));
-        total.set_apparmor(total.apparmor() + get("apparmor"));
-        total.set_landlock(total.landlock() + get("landlock"));
-        total.set_network(total.network() + get("network"));
+        const nlohmann::json* status = nullptr;
+        if (auto s = obj->find("status"); s != obj->end() && s->is_object()) {
+          status = &*s;
+        }
+        total = Sum(total, status != nullptr && status->contains("denials")
+                               ? CountsIn((*status)["denials"])
+                               : v1::DenialCounts());
       } else if (!absl::IsNotFound(obj.status())) {
         std::lock_guard<std::mutex> lock(mu_);
         policies_[key].dirty = true;  // try again at the next flush
@@ -170,26 +211,24 @@ void DenialRecorder::FlushCounts() {
     Counts& now = policies_[key];
     if (written.ok()) {
       // What was added meanwhile stays on top of what was written.
-      v1::DenialCounts since = now.counts;
-      since.set_total(since.total() - c.counts.total());
-      since.set_seccomp(since.seccomp() - c.counts.seccomp());
-      since.set_apparmor(since.apparmor() - c.counts.apparmor());
-      since.set_landlock(since.landlock() - c.counts.landlock());
-      since.set_network(since.network() - c.counts.network());
-      now.counts = total;
-      now.counts.set_total(total.total() + since.total());
-      now.counts.set_seccomp(total.seccomp() + since.seccomp());
-      now.counts.set_apparmor(total.apparmor() + since.apparmor());
-      now.counts.set_landlock(total.landlock() + since.landlock());
-      now.counts.set_network(total.network() + since.network());
+      now.counts = Sum(total, Sum(now.counts, c.counts, -1));
       now.loaded = true;
-    } else if (!absl::IsNotFound(written.status())) {
+    } else if (absl::IsNotFound(written.status())) {
+      // The policy is gone: so are its counters (kept only if denials
+      // arrived meanwhile, for a policy of the same name made again).
+      if (!now.dirty) policies_.erase(key);
+    } else {
       now.dirty = true;
       log_(LogLevel::kWarning, "cannot write a policy's denial counters",
            {{"policy", absl::StrCat(ns, "/", name)},
             {"error", std::string(written.status().message())}});
     }
   }
+}
+
+size_t DenialRecorder::tracked_policies() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return policies_.size();
 }
 
 void DenialRecorder::Run() {

@@ -40,6 +40,10 @@ class DenialRecorder {
   // container main (policy agents/research)").
   static std::string EventMessage(const v1::NodeDenial& d);
 
+  // How many policies' counters are held (a deleted policy's are dropped at
+  // the next flush).
+  size_t tracked_policies();
+
  private:
   void Run();
   void Handle(const std::string& node, const v1::NodeDenial& d);

@@ -379,8 +379,18 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
       Annotation(doc, kCriSandboxNameAnnotation);
   absl::StatusOr<std::optional<std::string>> container_name =
       Annotation(doc, kCriContainerNameAnnotation);
-  for (const auto* a : {&type, &k8s_ns, &named, &pod_name, &container_name}) {
+  absl::StatusOr<std::optional<std::string>> agent =
+      Annotation(doc, kAgentAnnotation);
+  for (const auto* a :
+       {&type, &k8s_ns, &named, &pod_name, &container_name, &agent}) {
     if (!a->ok()) return fail(a->status().code(), a->status().message());
+  }
+  if (agent->has_value() && !store::CheckIndexKey("", **agent).ok()) {
+    return fail(absl::StatusCode::kInvalidArgument,
+                absl::StrCat("annotation ", kAgentAnnotation, " \"", **agent,
+                             "\" is not an Agent name: want a Kubernetes "
+                             "object name (lowercase letters, digits, '-', "
+                             "'.'; at most 253)"));
   }
   AppliedPolicy applied;
   applied.sandbox = type->has_value() && **type == "sandbox";
@@ -432,13 +442,14 @@ absl::StatusOr<AppliedPolicy> ApplyPolicyToBundle(
   // The container uses this compiled policy: the node agent keeps it while
   // the reference exists. NotFound: collected since Resolve read it (the
   // policy was just replaced): resolve the new version once more.
-  // The pod it belongs to, for denial reports (node/denials).
+  // The pod and Agent it belongs to, for denial reports (node/denials).
   store::RefPod pod;
   if (pod_name->has_value()) {
     pod.namespace_ = k8s_ns->value_or("");
     pod.name = **pod_name;
     pod.container = container_name->value_or("");
   }
+  pod.agent = agent->value_or("");
   absl::Status ref_added = store->AddRef(resolved->hash(), id, pod);
   if (absl::IsNotFound(ref_added)) {
     resolved = store->Resolve(ref.namespace_, ref.name);

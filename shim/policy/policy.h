@@ -18,6 +18,9 @@ namespace stockade::shim {
 
 // The annotation naming the policy of a container (or of a pod).
 inline constexpr char kPolicyAnnotation[] = "stockade.dev/policy";
+// The annotation naming the Agent a container runs for (the Agent controller
+// sets it on its pods; anyone may set it by hand): what denials name.
+inline constexpr char kAgentAnnotation[] = "stockade.dev/agent";
 
 // Annotations CRI sets on every container it creates.
 inline constexpr char kCriContainerTypeAnnotation[] =

@@ -275,6 +275,38 @@ TEST_F(PolicyTest, PolicyOfAnotherNamespaceCannotBeNamed) {
   EXPECT_THAT(status.message(), HasSubstr("is not a policy name"));
 }
 
+// The pod and Agent a container runs for are recorded with its reference:
+// what the node's denial reports name.
+TEST_F(PolicyTest, TheReferenceNamesThePodAndAgent) {
+  Json spec = BaseSpec();
+  spec["annotations"]["io.kubernetes.cri.sandbox-name"] = "researcher-7c9-x2";
+  spec["annotations"]["io.kubernetes.cri.container-name"] = "agent";
+  spec["annotations"]["stockade.dev/agent"] = "researcher";
+  WriteSpec(spec);
+  absl::StatusOr<AppliedPolicy> applied =
+      ApplyPolicyToBundle(config_, bundle_, "k8s.io");
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  auto refs = store::Store::Open(config_.store_root)->ListRefs();
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  ASSERT_EQ(refs->size(), 1u);
+  EXPECT_EQ((*refs)[0].pod.namespace_, "agents");
+  EXPECT_EQ((*refs)[0].pod.name, "researcher-7c9-x2");
+  EXPECT_EQ((*refs)[0].pod.container, "agent");
+  EXPECT_EQ((*refs)[0].pod.agent, "researcher");
+}
+
+TEST_F(PolicyTest, AnInvalidAgentAnnotationFailsNamingIt) {
+  Json spec = BaseSpec();
+  spec["annotations"]["stockade.dev/agent"] = "Not/An Agent";
+  WriteSpec(spec);
+  absl::Status status = ExpectFailureUnchanged();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(),
+              HasSubstr("annotation stockade.dev/agent \"Not/An Agent\" is "
+                        "not an Agent name"));
+  EXPECT_TRUE(store::Store::Open(config_.store_root)->ListRefs()->empty());
+}
+
 TEST_F(PolicyTest, NamespaceFallsBackToContainerdNamespace) {
   Json spec = BaseSpec();
   spec["annotations"].erase("io.kubernetes.cri.sandbox-namespace");

@@ -4,23 +4,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "operator/compiler/compile.h"
-#include "store/store.h"
+#include "tests/support/confined_bed.h"
 #include "tests/support/containerd_fixture.h"
 #include "tests/support/netns.h"
 
 namespace stockade::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 constexpr char kPolicy[] = R"(apiVersion: stockade.dev/v1alpha1
@@ -48,68 +45,25 @@ spec:
     egress: [{cidrs: [169.254.91.2/32], ports: [{port: 8080}]}]
 )";
 
-std::string Replace(std::string s, const std::string& from,
-                    const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos;
-       at = s.find(from, at)) {
-    s.replace(at, from.size(), to);
-    at += to.size();
-  }
-  return s;
-}
-
 class AttackTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_EQ(geteuid(), 0) << "the containerd tests need root";
-    char tmpl[] = "/tmp/stockade-attack-XXXXXX";
-    dir_ = new std::string(mkdtemp(tmpl));
-    ns_ = new std::string(absl::StrCat("attack-", getpid()));
-    store_ = new std::string(*dir_ + "/store");
-    auto store = store::Store::Open(*store_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    auto bed = ConfinedBed::Start("attack");
+    ASSERT_TRUE(bed.ok()) << bed.status();
+    bed_ = bed->release();
     for (const char* name : {"agent", "tampered"}) {
-      auto decoded = compiler::DecodeManifests(
-          Replace(Replace(kPolicy, "NAME", name), "NS", *ns_), "policy.yaml");
-      ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
-      auto compiled = compiler::CompileAgentPolicy(
-          std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-      ASSERT_TRUE(compiled.compiled) << compiled.problems.at(0).ToString();
-      ASSERT_TRUE(store->Install(*compiled.compiled).ok());
+      auto hash = bed_->Install(absl::StrReplaceAll(kPolicy, {{"NAME", name}}));
+      ASSERT_TRUE(hash.ok()) << hash.status();
       if (std::string(name) == "tampered")
-        tampered_hash_ = new std::string(compiled.compiled->hash());
+        tampered_hash_ = new std::string(*hash);
     }
-    {
-      auto decoded = compiler::DecodeManifests(
-          Replace(kEgressPolicy, "NS", *ns_), "egress.yaml");
-      ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
-      auto compiled = compiler::CompileAgentPolicy(
-          std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-      ASSERT_TRUE(compiled.compiled) << compiled.problems.at(0).ToString();
-      ASSERT_TRUE(store->Install(*compiled.compiled).ok());
-    }
-    config_ = new std::string(*dir_ + "/shim.yaml");
-    std::ofstream(*config_) << "store: " << *store_ << "\n";
-    ContainerdOptions options;
-    options.ns = *ns_;
-    auto fixture = ContainerdFixture::Start(options);
-    ASSERT_TRUE(fixture.ok()) << fixture.status();
-    fixture_ = fixture->release();
-    auto rootfs = fixture_->NewRootfs("agent");
-    ASSERT_TRUE(rootfs.ok()) << rootfs.status();
-    rootfs_ = new std::string(*rootfs);
-    fs::copy_file(absl::StrCat(STOCKADE_BIN_DIR, "/stockade-probe"),
-                  *rootfs_ + "/bin/probe");
-    fs::create_directories(*rootfs_ + "/usr/bin");
-    // A stand-in for pip: a program the policy does not allow.
-    fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/pip",
-                  fs::copy_options::overwrite_existing);
+    ASSERT_TRUE(bed_->Install(kEgressPolicy).ok());
   }
 
   static void TearDownTestSuite() {
-    delete fixture_;
-    fixture_ = nullptr;
-    if (dir_) fs::remove_all(*dir_);
+    delete bed_;
+    bed_ = nullptr;
   }
 
   CommandResult Run(const std::string& id, std::vector<std::string> cmd,
@@ -117,20 +71,11 @@ class AttackTest : public ::testing::Test {
     RunSpec spec;
     spec.id = id;
     spec.cmd = std::move(cmd);
-    spec.runtime = kStockadeRuntime;
-    spec.rootfs = *rootfs_;
     spec.detach = detach;
-    if (!policy.empty()) spec.annotations = {{"stockade.dev/policy", policy}};
-    spec.extra_args = {"--runtime-config-path", *config_};
-    return fixture_->Run(spec, absl::Seconds(60));
+    return bed_->Run(spec, policy);
   }
 
-  static inline ContainerdFixture* fixture_ = nullptr;
-  static inline std::string* dir_ = nullptr;
-  static inline std::string* ns_ = nullptr;
-  static inline std::string* store_ = nullptr;
-  static inline std::string* config_ = nullptr;
-  static inline std::string* rootfs_ = nullptr;
+  static inline ConfinedBed* bed_ = nullptr;
   static inline std::string* tampered_hash_ = nullptr;
 };
 
@@ -218,7 +163,7 @@ TEST_F(AttackTest, TcpConnectOnlyToAllowedPorts) {
 TEST_F(AttackTest, EgressRulesAreInstalledInTheContainersNetns) {
   ASSERT_TRUE(
       Run("netns", {"/bin/busybox", "sleep", "30"}, "agent", true).ok());
-  CommandResult ps = fixture_->Ctr({"task", "ps", "netns"});
+  CommandResult ps = bed_->containerd().Ctr({"task", "ps", "netns"});
   ASSERT_TRUE(ps.ok()) << ps.ToString();
   std::vector<std::string> lines =
       absl::StrSplit(ps.out, '\n', absl::SkipEmpty());
@@ -230,9 +175,9 @@ TEST_F(AttackTest, EgressRulesAreInstalledInTheContainersNetns) {
   EXPECT_TRUE(nft.ok()) << nft.ToString();
   EXPECT_THAT(nft.out, HasSubstr("policy drop"));
   EXPECT_THAT(nft.out, HasSubstr("127.0.0.1"));
-  fixture_->Ctr({"task", "kill", "-s", "SIGKILL", "netns"});
-  fixture_->Ctr({"task", "delete", "netns"}, absl::Seconds(20));
-  fixture_->Ctr({"container", "delete", "netns"});
+  bed_->containerd().Ctr({"task", "kill", "-s", "SIGKILL", "netns"});
+  bed_->containerd().Ctr({"task", "delete", "netns"}, absl::Seconds(20));
+  bed_->containerd().Ctr({"container", "delete", "netns"});
 }
 
 // Data exfiltration to a host the policy does not name: the container (in a
@@ -252,12 +197,8 @@ TEST_F(AttackTest, EgressToAnotherHostOrPortIsBlocked) {
   spec.id = "exfil";
   spec.cmd = {"/bin/probe", "connect:" + hosts[0] + ":8080",
               "connect:" + hosts[1] + ":8080", "connect:" + hosts[0] + ":8081"};
-  spec.runtime = kStockadeRuntime;
-  spec.rootfs = *rootfs_;
-  spec.annotations = {{"stockade.dev/policy", "egress"}};
-  spec.extra_args = {"--runtime-config-path", *config_};
   spec.netns_path = (*pair)->client_path();
-  CommandResult r = fixture_->Run(spec, absl::Seconds(60));
+  CommandResult r = bed_->Run(spec, "egress");
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_THAT(r.out, HasSubstr("connect:" + hosts[0] + ":8080: OK"));
   // Landlock allows port 8080 (the first line): only the nftables rules can
@@ -273,7 +214,7 @@ TEST_F(AttackTest, NoPolicyAnnotationFailsClosed) {
   CommandResult r = Run("nopolicy", {"/bin/busybox", "true"}, "");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("names no policy"));
-  EXPECT_THAT(fixture_->Tasks(),
+  EXPECT_THAT(bed_->containerd().Tasks(),
               ::testing::Not(::testing::Contains("nopolicy")));
 }
 
@@ -281,13 +222,13 @@ TEST_F(AttackTest, UnknownPolicyFailsClosed) {
   CommandResult r = Run("unknown", {"/bin/busybox", "true"}, "missing");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("missing"));
-  EXPECT_THAT(fixture_->Tasks(),
+  EXPECT_THAT(bed_->containerd().Tasks(),
               ::testing::Not(::testing::Contains("unknown")));
 }
 
 TEST_F(AttackTest, TamperedStoreFailsClosed) {
   const std::string file =
-      *store_ + "/v1/policies/" + *tampered_hash_ + ".binpb";
+      bed_->store() + "/v1/policies/" + *tampered_hash_ + ".binpb";
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
   ASSERT_TRUE(f);
   f.seekg(20);
@@ -300,7 +241,7 @@ TEST_F(AttackTest, TamperedStoreFailsClosed) {
   CommandResult r = Run("tampered", {"/bin/busybox", "true"}, "tampered");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("tampered"));
-  EXPECT_THAT(fixture_->Tasks(),
+  EXPECT_THAT(bed_->containerd().Tasks(),
               ::testing::Not(::testing::Contains("tampered")));
 }
 

@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -20,8 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/denials/denial_log.h"
-#include "operator/compiler/compile.h"
-#include "store/store.h"
+#include "tests/support/confined_bed.h"
 #include "tests/support/containerd_fixture.h"
 #include "tests/support/netns.h"
 #include "tests/support/subprocess.h"
@@ -29,7 +27,6 @@
 namespace stockade::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using node::denials::Denial;
 using ::testing::HasSubstr;
 
@@ -45,66 +42,43 @@ spec:
   processes: {max: 32}
 )";
 
-// The policy NAME in namespace NS, mode MODE.
-std::string PolicyText(const std::string& name, const std::string& ns,
-                       const std::string& mode) {
-  return absl::StrReplaceAll(kPolicy,
-                             {{"NAME", name}, {"NS", ns}, {"MODE", mode}});
+// The policy NAME, mode MODE (ConfinedBed::Install puts it in namespace NS).
+std::string PolicyText(const std::string& name, const std::string& mode) {
+  return absl::StrReplaceAll(kPolicy, {{"NAME", name}, {"MODE", mode}});
 }
 
 class DenialsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_EQ(geteuid(), 0) << "the denial tests need root";
-    char tmpl[] = "/tmp/stockade-denials-XXXXXX";
-    dir_ = new std::string(mkdtemp(tmpl));
-    ns_ = new std::string(absl::StrCat("denials-", getpid()));
-    store_ = new std::string(*dir_ + "/store");
-    auto store = store::Store::Open(*store_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    auto bed = ConfinedBed::Start("denials");
+    ASSERT_TRUE(bed.ok()) << bed.status();
+    bed_ = bed->release();
     hashes_ = new std::map<std::string, std::string>();
     for (const auto& [name, mode] :
          {std::pair<std::string, std::string>{"agent", "Enforce"},
           {"learner", "Complain"},
           {"egress", "Enforce"}}) {
-      std::string text = PolicyText(name, *ns_, mode);
+      std::string text = PolicyText(name, mode);
       if (name == "egress") {
         // One test host (NetnsPair subnet 92), port 8080.
         text +=
             "  network:\n    egress: [{cidrs: [169.254.92.2/32], ports: "
             "[{port: 8080}]}]\n";
       }
-      auto decoded = compiler::DecodeManifests(text, "policy.yaml");
-      ASSERT_TRUE(decoded.problems.empty()) << decoded.problems[0].ToString();
-      auto compiled = compiler::CompileAgentPolicy(
-          std::get<v1::AgentPolicy>(decoded.documents.at(0).object), {}, {});
-      ASSERT_TRUE(compiled.compiled) << compiled.problems.at(0).ToString();
-      ASSERT_TRUE(store->Install(*compiled.compiled).ok());
-      (*hashes_)[name] = compiled.compiled->hash();
+      auto hash = bed_->Install(text);
+      ASSERT_TRUE(hash.ok()) << hash.status();
+      (*hashes_)[name] = *hash;
     }
-    config_ = new std::string(*dir_ + "/shim.yaml");
-    std::ofstream(*config_) << "store: " << *store_ << "\n";
-    ContainerdOptions options;
-    options.ns = *ns_;
-    auto fixture = ContainerdFixture::Start(options);
-    ASSERT_TRUE(fixture.ok()) << fixture.status();
-    fixture_ = fixture->release();
-    auto rootfs = fixture_->NewRootfs("denials");
-    ASSERT_TRUE(rootfs.ok()) << rootfs.status();
-    rootfs_ = new std::string(*rootfs);
-    fs::copy_file(absl::StrCat(STOCKADE_BIN_DIR, "/stockade-probe"),
-                  *rootfs_ + "/bin/probe");
-    fs::create_directories(*rootfs_ + "/usr/bin");
-    fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/pip");
-    fs::copy_file(*rootfs_ + "/bin/busybox", *rootfs_ + "/usr/bin/other");
 
     // The collector, as a single host runs it.
-    log_path_ = new std::string(*dir_ + "/node.log");
-    auto pid = SpawnDaemon(
-        {absl::StrCat(STOCKADE_BIN_DIR, "/stockade-node"), "--denials-only",
-         "--enable-audit", "--log-all-netns", "--store", *store_, "--node-name",
-         "test-node", "--denial-burst", "10", "--denial-rate", "2"},
-        {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, *log_path_);
+    log_path_ = new std::string(bed_->dir() + "/node.log");
+    auto pid =
+        SpawnDaemon({absl::StrCat(STOCKADE_BIN_DIR, "/stockade-node"),
+                     "--denials-only", "--enable-audit", "--log-all-netns",
+                     "--store", bed_->store(), "--node-name", "test-node",
+                     "--denial-burst", "10", "--denial-rate", "2"},
+                    {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, *log_path_);
     ASSERT_TRUE(pid.ok()) << pid.status();
     collector_pid_ = *pid;
     absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -120,9 +94,8 @@ class DenialsTest : public ::testing::Test {
       kill(collector_pid_, SIGTERM);
       WaitForExit(collector_pid_, absl::Seconds(10));
     }
-    delete fixture_;
-    fixture_ = nullptr;
-    if (dir_) fs::remove_all(*dir_);
+    delete bed_;
+    bed_ = nullptr;
   }
 
   static std::string NodeLog() {
@@ -138,16 +111,15 @@ class DenialsTest : public ::testing::Test {
     RunSpec spec;
     spec.id = id;
     spec.cmd = std::move(cmd);
-    spec.runtime = kStockadeRuntime;
-    spec.rootfs = *rootfs_;
-    spec.annotations = {{"stockade.dev/policy", policy}};
     if (!pod.empty()) {  // what CRI sets on a pod's container
-      spec.annotations.push_back({"io.kubernetes.cri.sandbox-namespace", *ns_});
-      spec.annotations.push_back({"io.kubernetes.cri.sandbox-name", pod});
-      spec.annotations.push_back({"io.kubernetes.cri.container-name", "main"});
+      spec.annotations = {
+          {"io.kubernetes.cri.sandbox-namespace", bed_->ns()},
+          {"io.kubernetes.cri.sandbox-name", pod},
+          {"io.kubernetes.cri.container-name", "main"},
+          // The Agent controller's, passed through as stockade.dev/*.
+          {"stockade.dev/agent", "researcher"}};
     }
-    spec.extra_args = {"--runtime-config-path", *config_};
-    return fixture_->Run(spec, absl::Seconds(60));
+    return bed_->Run(spec, policy);
   }
 
   // The logged denials of container `id`, once `want` of them are there (or
@@ -159,7 +131,8 @@ class DenialsTest : public ::testing::Test {
     std::vector<Denial> mine;
     while (true) {
       mine.clear();
-      auto all = node::denials::ReadDenials(node::denials::DenialDir(*store_));
+      auto all =
+          node::denials::ReadDenials(node::denials::DenialDir(bed_->store()));
       if (all.ok()) {
         for (const Denial& d : *all) {
           if (d.container_id == id) mine.push_back(d);
@@ -170,12 +143,15 @@ class DenialsTest : public ::testing::Test {
     }
   }
 
-  static inline ContainerdFixture* fixture_ = nullptr;
-  static inline std::string* dir_ = nullptr;
-  static inline std::string* ns_ = nullptr;
-  static inline std::string* store_ = nullptr;
-  static inline std::string* config_ = nullptr;
-  static inline std::string* rootfs_ = nullptr;
+  // The logged denials of container `id` once the first is there and
+  // nothing more has come for half a second (one attack, all its records).
+  static std::vector<Denial> SettledDenialsOf(const std::string& id) {
+    DenialsOf(id, 1);
+    absl::SleepFor(absl::Milliseconds(500));
+    return DenialsOf(id, 1, absl::ZeroDuration());
+  }
+
+  static inline ConfinedBed* bed_ = nullptr;
   static inline std::string* log_path_ = nullptr;
   static inline std::map<std::string, std::string>* hashes_ = nullptr;
   static inline pid_t collector_pid_ = -1;
@@ -186,22 +162,20 @@ TEST_F(DenialsTest, SeccompDenialIsOneAttributedRecord) {
       Run("seccomp", {"/bin/probe", "keyctl", "wait:300"}, "agent", "agent-0");
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_THAT(r.out, HasSubstr("keyctl: EPERM"));
-  std::vector<Denial> got = DenialsOf("seccomp", 1);
-  // Settle: nothing more arrives for this one attack.
-  absl::SleepFor(absl::Milliseconds(500));
-  got = DenialsOf("seccomp", 1, absl::ZeroDuration());
+  std::vector<Denial> got = SettledDenialsOf("seccomp");
   ASSERT_EQ(got.size(), 1u) << NodeLog();
   const Denial& d = got[0];
   EXPECT_EQ(d.layer, "seccomp");
   EXPECT_EQ(d.mode, "enforced");
   EXPECT_EQ(d.syscall, "keyctl");
-  EXPECT_EQ(d.policy_namespace, *ns_);
+  EXPECT_EQ(d.policy_namespace, bed_->ns());
   EXPECT_EQ(d.policy_name, "agent");
   EXPECT_EQ(d.policy_hash, hashes_->at("agent"));
   EXPECT_EQ(d.node, "test-node");
-  EXPECT_EQ(d.pod_namespace, *ns_);
+  EXPECT_EQ(d.pod_namespace, bed_->ns());
   EXPECT_EQ(d.pod_name, "agent-0");
   EXPECT_EQ(d.container_name, "main");
+  EXPECT_EQ(d.agent, "researcher");
   EXPECT_EQ(d.comm, "probe");
   EXPECT_GT(d.pid, 0);
 }
@@ -211,15 +185,47 @@ TEST_F(DenialsTest, LandlockExecDenialIsOneAttributedRecord) {
       Run("landlock", {"/bin/probe", "exec:/usr/bin/pip", "wait:300"});
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_THAT(r.out, HasSubstr("exec:/usr/bin/pip: EACCES"));
-  std::vector<Denial> got = DenialsOf("landlock", 1);
-  absl::SleepFor(absl::Milliseconds(500));
-  got = DenialsOf("landlock", 1, absl::ZeroDuration());
+  std::vector<Denial> got = SettledDenialsOf("landlock");
   ASSERT_EQ(got.size(), 1u) << NodeLog();
   EXPECT_EQ(got[0].layer, "landlock");
   EXPECT_EQ(got[0].mode, "enforced");
   EXPECT_EQ(got[0].access, "fs.execute");
   EXPECT_EQ(got[0].path, "/usr/bin/pip");
   EXPECT_EQ(got[0].policy_name, "agent");
+}
+
+TEST_F(DenialsTest, LandlockConnectDenialIsOneAttributedRecord) {
+  // The egress policy allows TCP port 8080 only: Landlock refuses a connect
+  // to 9090 before any packet leaves (the container's own netns).
+  CommandResult r =
+      Run("portscan", {"/bin/probe", "connect:127.0.0.1:9090", "wait:300"},
+          "egress");
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_THAT(r.out, HasSubstr("connect:127.0.0.1:9090: EACCES"));
+  std::vector<Denial> got = SettledDenialsOf("portscan");
+  ASSERT_EQ(got.size(), 1u) << NodeLog();
+  EXPECT_EQ(got[0].layer, "landlock");
+  EXPECT_EQ(got[0].access, "net.connect_tcp");
+  EXPECT_EQ(got[0].destination, "127.0.0.1");
+  EXPECT_EQ(got[0].port, 9090);
+  EXPECT_EQ(got[0].policy_name, "egress");
+}
+
+TEST_F(DenialsTest, AForkBombIsOneRecordOfThePidsLimit) {
+  // processes.max 32: the pids controller refuses the 33rd; the kernel says
+  // so once per container.
+  CommandResult r = Run("forkbomb", {"/bin/sh", "-c",
+                                     "i=0; while [ $i -lt 100 ]; do sleep 3 & "
+                                     "i=$((i+1)); done; wait"});
+  EXPECT_THAT(r.out + r.err, HasSubstr("can't fork"));
+  std::vector<Denial> got = SettledDenialsOf("forkbomb");
+  ASSERT_EQ(got.size(), 1u) << NodeLog();
+  EXPECT_EQ(got[0].layer, "pids");
+  EXPECT_EQ(got[0].mode, "enforced");
+  EXPECT_EQ(got[0].operation, "fork");
+  EXPECT_EQ(got[0].access, "pids.max 32");
+  EXPECT_EQ(got[0].policy_name, "agent");
+  EXPECT_EQ(got[0].policy_hash, hashes_->at("agent"));
 }
 
 TEST_F(DenialsTest, EgressDropIsOneAttributedRecord) {
@@ -233,17 +239,11 @@ TEST_F(DenialsTest, EgressDropIsOneAttributedRecord) {
   RunSpec spec;
   spec.id = "exfil";
   spec.cmd = {"/bin/probe", "connect:" + hosts[1] + ":8080", "wait:300"};
-  spec.runtime = kStockadeRuntime;
-  spec.rootfs = *rootfs_;
-  spec.annotations = {{"stockade.dev/policy", "egress"}};
-  spec.extra_args = {"--runtime-config-path", *config_};
   spec.netns_path = (*pair)->client_path();
-  CommandResult r = fixture_->Run(spec, absl::Seconds(60));
+  CommandResult r = bed_->Run(spec, "egress");
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_THAT(r.out, HasSubstr("ETIMEDOUT"));  // dropped silently
-  std::vector<Denial> got = DenialsOf("exfil", 1);
-  absl::SleepFor(absl::Milliseconds(500));
-  got = DenialsOf("exfil", 1, absl::ZeroDuration());
+  std::vector<Denial> got = SettledDenialsOf("exfil");
   // The SYN and its retransmissions: one denial.
   std::string lines;
   for (const Denial& d : got) lines += d.ToLine() + "\n";
@@ -300,18 +300,33 @@ TEST_F(DenialsTest, AFloodIsRateLimitedAndCounted) {
 }
 
 TEST_F(DenialsTest, StockadeDenialsShowsThem) {
-  ASSERT_TRUE(Run("shown", {"/bin/probe", "ptrace", "wait:300"}).ok());
+  ASSERT_TRUE(
+      Run("shown", {"/bin/probe", "ptrace", "wait:300"}, "agent", "shown-0")
+          .ok());
   ASSERT_EQ(DenialsOf("shown", 1).size(), 1u) << NodeLog();
   CommandResult table =
       RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials",
-                  "--store", *store_, "--container", "shown"});
+                  "--store", bed_->store(), "--container", "shown"});
   ASSERT_TRUE(table.ok()) << table.ToString();
   EXPECT_THAT(table.out, HasSubstr("LAYER"));
   EXPECT_THAT(table.out, HasSubstr("ptrace"));
-  EXPECT_THAT(table.out, HasSubstr(absl::StrCat(*ns_, "/agent")));
-  CommandResult json =
+  EXPECT_THAT(table.out, HasSubstr(absl::StrCat(bed_->ns(), "/agent")));
+  EXPECT_THAT(table.out, HasSubstr("shown-0/main"));
+  EXPECT_THAT(table.out, HasSubstr("researcher"));
+  // By Agent: this one is the researcher's, none is the coder's.
+  CommandResult by_agent =
       RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials",
-                  "--store", *store_, "--container", "shown", "-o", "json"});
+                  "--store", bed_->store(), "--agent", "researcher"});
+  ASSERT_TRUE(by_agent.ok()) << by_agent.ToString();
+  EXPECT_THAT(by_agent.out, HasSubstr("shown-0/main"));
+  CommandResult other =
+      RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"), "denials",
+                  "--store", bed_->store(), "--agent", "coder"});
+  ASSERT_TRUE(other.ok()) << other.ToString();
+  EXPECT_EQ(other.out, "No denials.\n");
+  CommandResult json = RunCommand({absl::StrCat(STOCKADE_BIN_DIR, "/stockade"),
+                                   "denials", "--store", bed_->store(),
+                                   "--container", "shown", "-o", "json"});
   ASSERT_TRUE(json.ok()) << json.ToString();
   auto d = Denial::FromLine(absl::StripTrailingAsciiWhitespace(json.out));
   ASSERT_TRUE(d.ok()) << json.out;
@@ -329,21 +344,22 @@ TEST_F(DenialsTest, SuggestDraftsAPolicyUnderWhichTheRunPasses) {
   EXPECT_THAT(before.out, HasSubstr("exec:/usr/bin/pip: EACCES"));
   ASSERT_GE(DenialsOf("recorded", 2).size(), 2u) << NodeLog();
 
-  const std::string policy_file = *dir_ + "/agent.yaml";
-  std::ofstream(policy_file) << PolicyText("agent", *ns_, "Enforce");
+  const std::string policy_file = bed_->dir() + "/agent.yaml";
+  std::ofstream(policy_file) << absl::StrReplaceAll(
+      PolicyText("agent", "Enforce"), {{"NS", bed_->ns()}});
   const std::string stockade = absl::StrCat(STOCKADE_BIN_DIR, "/stockade");
   CommandResult draft =
       RunCommand({stockade, "suggest", "--policy", policy_file, "--store",
-                  *store_, "--container", "recorded"});
+                  bed_->store(), "--container", "recorded"});
   ASSERT_TRUE(draft.ok()) << draft.ToString();
   EXPECT_THAT(draft.err, HasSubstr("+ syscalls.allow keyctl"));
   EXPECT_THAT(draft.err, HasSubstr("+ exec.allow /usr/bin/pip"));
   // Installed under a name of its own, the draft is a valid policy.
-  const std::string draft_file = *dir_ + "/suggested.yaml";
+  const std::string draft_file = bed_->dir() + "/suggested.yaml";
   std::ofstream(draft_file)
       << absl::StrReplaceAll(draft.out, {{"name: agent", "name: suggested"}});
   CommandResult installed =
-      RunCommand({stockade, "install", "--store", *store_, draft_file});
+      RunCommand({stockade, "install", "--store", bed_->store(), draft_file});
   ASSERT_TRUE(installed.ok()) << installed.ToString() << draft.out;
 
   CommandResult after = Run("replayed", run, "suggested");

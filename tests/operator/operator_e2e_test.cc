@@ -43,6 +43,7 @@ namespace fs = std::filesystem;
 using ::stockade::testing::ApiserverFixture;
 using ::stockade::testing::CommandResult;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Json = nlohmann::json;
 
 constexpr char kLeaseNamespace[] = "stockade-system";
@@ -550,6 +551,7 @@ TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
   EXPECT_EQ(TemplateAnnotation(deployment, "stockade.dev/policy"),
             "research-agent");
   EXPECT_EQ(TemplateAnnotation(deployment, "stockade.dev/policy-hash"), hash);
+  EXPECT_EQ(TemplateAnnotation(deployment, "stockade.dev/agent"), "researcher");
   const Json& container = pod["containers"][0];
   EXPECT_EQ(container.value("image", ""),
             std::string("registry.example.com/agents/researcher@") + kDigest);
@@ -777,7 +779,10 @@ TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
     d.set_policy_name("research-agent");
     d.set_layer(layer);
     d.set_mode("enforced");
-    if (layer == "seccomp") d.set_syscall("keyctl");
+    if (layer == "seccomp") {
+      d.set_syscall("keyctl");
+      d.set_agent("researcher");  // the pod's stockade.dev/agent
+    }
     if (layer == "landlock") {
       d.set_access("fs.execute");
       d.set_path("/usr/bin/pip");
@@ -822,9 +827,11 @@ TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
     EXPECT_EQ(e["involvedObject"].value("kind", ""), "Pod");
     EXPECT_EQ(e.value("type", ""), "Warning");
     if (message.find("seccomp denied syscall keyctl in container agent "
-                     "(policy agents/research-agent) on node node-d") !=
-        std::string::npos) {
+                     "(Agent researcher, policy agents/research-agent) on "
+                     "node node-d") != std::string::npos) {
       seccomp_event = true;
+      EXPECT_EQ(e["metadata"]["labels"].value("stockade.dev/agent", ""),
+                "researcher");
     }
   }
   EXPECT_TRUE(seccomp_event) << events().dump();
@@ -855,11 +862,23 @@ TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
   EXPECT_THAT(shown.out, HasSubstr("agents/researcher-0"));
   EXPECT_THAT(shown.out, HasSubstr("seccomp denied syscall keyctl"));
   EXPECT_THAT(shown.out, HasSubstr("landlock denied fs.execute /usr/bin/pip"));
+  // By Agent: the Events labelled with its name.
+  CommandResult mine =
+      testing::RunCommand({plugin, "denials", "-n", "agents", "--agent",
+                           "researcher", "--kubeconfig", api_->kubeconfig()});
+  ASSERT_TRUE(mine.ok()) << mine.ToString();
+  EXPECT_THAT(mine.out, HasSubstr("seccomp denied syscall keyctl"));
+  EXPECT_THAT(mine.out, Not(HasSubstr("/usr/bin/pip")));
   CommandResult other =
       testing::RunCommand({plugin, "denials", "-n", "agents", "--agent",
                            "coder", "--kubeconfig", api_->kubeconfig()});
   ASSERT_TRUE(other.ok()) << other.ToString();
   EXPECT_THAT(other.out, HasSubstr("No denials reported"));
+  CommandResult bad =
+      testing::RunCommand({plugin, "denials", "-n", "agents", "--agent", "a,b",
+                           "--kubeconfig", api_->kubeconfig()});
+  EXPECT_EQ(bad.exit_code, 2) << bad.ToString();
+  EXPECT_THAT(bad.err, HasSubstr("--agent a,b: want an Agent name"));
 
   // The metric, by namespace, policy, layer and mode.
   CommandResult metrics = testing::RunCommand(

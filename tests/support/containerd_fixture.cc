@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "node/install/containerd_config.h"
 #include "tests/support/rootfs.h"
 
 #ifndef STOCKADE_BIN_DIR
@@ -38,6 +39,8 @@ extern char** environ;
 
 namespace stockade::testing {
 namespace {
+
+using node::install::TomlString;
 
 namespace fs = std::filesystem;
 
@@ -56,19 +59,9 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return ss.str();
 }
 
-// A TOML basic string.
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string QuoteList(const std::vector<std::string>& items) {
   std::vector<std::string> quoted;
-  for (const std::string& item : items) quoted.push_back(Quote(item));
+  for (const std::string& item : items) quoted.push_back(TomlString(item));
   return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
 }
 
@@ -316,34 +309,35 @@ std::string ContainerdFixture::ConfigToml() const {
   std::string toml = absl::StrCat(
       "# Written by the Stockade test fixture (tests/support).\n",
       "version = 2\n",                                     //
-      "root = ", Quote(root_), "\n",                       //
-      "state = ", Quote(state_), "\n",                     //
-      "temp = ", Quote(dir_ + "/tmp"), "\n",               //
+      "root = ", TomlString(root_), "\n",                  //
+      "state = ", TomlString(state_), "\n",                //
+      "temp = ", TomlString(dir_ + "/tmp"), "\n",          //
       "disabled_plugins = ", QuoteList(disabled), "\n",    //
       "required_plugins = ", QuoteList(required), "\n\n",  //
-      "[grpc]\n  address = ", Quote(address_), "\n  uid = 0\n  gid = 0\n\n",
-      "[ttrpc]\n  address = ", Quote(ttrpc_address_), "\n\n",
-      "[debug]\n  level = ", Quote(options_.log_level), "\n\n",
+      "[grpc]\n  address = ", TomlString(address_),
+      "\n  uid = 0\n  gid = 0\n\n",
+      "[ttrpc]\n  address = ", TomlString(ttrpc_address_), "\n\n",
+      "[debug]\n  level = ", TomlString(options_.log_level), "\n\n",
       // The stockade runtime for CRI (RuntimeClass handler "stockade"). ctr
       // needs no registration: `--runtime io.containerd.stockade.v1` makes
       // containerd run containerd-shim-stockade-v1 from its PATH.
-      "[", cri, "]\n",                                        //
-      "  sandbox_image = \"stockade.test/pause:latest\"\n",   //
-      "[", cri, ".cni]\n",                                    //
-      "  conf_dir = ", Quote(dir_ + "/cni/net.d"), "\n",      //
-      "[", cri, ".containerd]\n",                             //
-      "  snapshotter = ", Quote(options_.snapshotter), "\n",  //
-      "  default_runtime_name = \"runc\"\n",                  //
-      "[", cri, ".containerd.runtimes.runc]\n",               //
-      "  runtime_type = ", Quote(kRuncV2Runtime), "\n",       //
-      "[", cri, ".containerd.runtimes.stockade]\n",           //
-      "  runtime_type = ", Quote(kStockadeRuntime), "\n",     //
-      "  pod_annotations = [\"stockade.dev/*\"]\n",           //
+      "[", cri, "]\n",                                             //
+      "  sandbox_image = \"stockade.test/pause:latest\"\n",        //
+      "[", cri, ".cni]\n",                                         //
+      "  conf_dir = ", TomlString(dir_ + "/cni/net.d"), "\n",      //
+      "[", cri, ".containerd]\n",                                  //
+      "  snapshotter = ", TomlString(options_.snapshotter), "\n",  //
+      "  default_runtime_name = \"runc\"\n",                       //
+      "[", cri, ".containerd.runtimes.runc]\n",                    //
+      "  runtime_type = ", TomlString(kRuncV2Runtime), "\n",       //
+      "[", cri, ".containerd.runtimes.stockade]\n",                //
+      "  runtime_type = ", TomlString(kStockadeRuntime), "\n",     //
+      "  pod_annotations = [\"stockade.dev/*\"]\n",                //
       "  container_annotations = [\"stockade.dev/*\"]\n");
   if (!options_.stockade_shim_config.empty()) {
-    absl::StrAppend(&toml, "[", cri, ".containerd.runtimes.stockade.options]\n",
-                    "  ConfigPath = ", Quote(options_.stockade_shim_config),
-                    "\n");
+    absl::StrAppend(
+        &toml, "[", cri, ".containerd.runtimes.stockade.options]\n",
+        "  ConfigPath = ", TomlString(options_.stockade_shim_config), "\n");
   }
   return toml;
 }
