@@ -34,6 +34,7 @@
 #include "stockade/v1/distribution.grpc.pb.h"
 #include "store/store.h"
 #include "tests/support/apiserver_fixture.h"
+#include "tests/support/confined_bed.h"
 #include "tests/support/subprocess.h"
 
 namespace stockade {
@@ -891,6 +892,76 @@ TEST_F(OperatorE2ETest, ReportedDenialsBecomeEventsCountersAndMetrics) {
                   "namespace=\"agents\",policy=\"research-agent\"} 2"));
   context.TryCancel();
   stream->Finish();
+}
+
+// The whole path of a denial: an attack in a real container under the real
+// containerd and shim, on the policy the operator compiled and the node
+// agent put in the node's store; the node agent's collector attributes it
+// and sends it up the node's stream; the operator records it on the pod,
+// labelled with the Agent, and counts it in the policy's status.
+TEST_F(OperatorE2ETest, AContainersDenialReachesItsPodAndPolicy) {
+  auto bed = testing::ConfinedBed::Start("e2e-denials");
+  ASSERT_TRUE(bed.ok()) << bed.status();
+  StartOperator("op-1");
+  const std::string log = absl::StrCat(dir_, "/node-node-d.log");
+  nodes_.push_back(Process::Spawn(
+      {std::string(STOCKADE_BIN_DIR) + "/stockade-node", "--server",
+       absl::StrCat("127.0.0.1:", grpc_port_), "--insecure", "--node-name",
+       "node-d", "--store", (*bed)->store(), "--apparmor", "off",
+       "--backoff-max", "1s"},
+      log));
+  log_paths_["node-d"] = log;
+
+  const std::string policy = dir_ + "/probe-agent.yaml";
+  std::ofstream(policy) << R"(apiVersion: stockade.dev/v1alpha1
+kind: AgentPolicy
+metadata: {name: probe-agent, namespace: agents}
+spec:
+  exec:
+    allow: [/bin/busybox, /bin/probe]
+)";
+  CommandResult applied = api_->Kubectl({"apply", "-f", policy});
+  ASSERT_TRUE(applied.ok()) << applied.ToString();
+  ASSERT_TRUE(Eventually([&] {
+    auto store = store::Store::Open((*bed)->store());
+    return store.ok() && store->Resolve("agents", "probe-agent").ok();
+  })) << "the policy never reached the node's store";
+
+  // A pod's container, as CRI creates it.
+  testing::RunSpec spec;
+  spec.id = "researcher-0-agent";
+  spec.cmd = {"/bin/probe", "keyctl", "wait:300"};
+  spec.annotations = {{"io.kubernetes.cri.sandbox-namespace", "agents"},
+                      {"io.kubernetes.cri.sandbox-name", "researcher-0"},
+                      {"io.kubernetes.cri.container-name", "agent"},
+                      {"stockade.dev/agent", "researcher"}};
+  CommandResult run = (*bed)->Run(spec, "probe-agent");
+  ASSERT_TRUE(run.ok()) << run.ToString();
+  EXPECT_THAT(run.out, HasSubstr("keyctl: EPERM"));
+
+  auto events = [&] {
+    CommandResult r = api_->Kubectl(
+        {"get", "events", "-n", "agents", "-l", "stockade.dev/agent=researcher",
+         "--field-selector", "involvedObject.name=researcher-0,reason=Denied",
+         "-o", "json"});
+    return r.ok() ? Json::parse(r.out, nullptr, false) : Json();
+  };
+  EXPECT_TRUE(Eventually([&] {
+    for (const Json& e : events().value("items", Json::array())) {
+      if (e.value("message", "") ==
+          "seccomp denied syscall keyctl in container agent (Agent "
+          "researcher, policy agents/probe-agent) on node node-d") {
+        return true;
+      }
+    }
+    return false;
+  })) << events().dump();
+  EXPECT_TRUE(Eventually([&] {
+    Json p = Get("agentpolicy", "probe-agent");
+    return p.is_object() && p.contains("status") &&
+           p["status"].contains("denials") &&
+           p["status"]["denials"].value("seccomp", 0) == 1;
+  })) << Get("agentpolicy", "probe-agent").dump();
 }
 
 }  // namespace stockade
