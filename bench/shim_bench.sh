@@ -11,15 +11,9 @@ cd "$(dirname "$0")/.."
 n="${1:-20}"
 bin="$PWD/build/bin"
 work=$(mktemp -d /tmp/stockade-bench.XXXXXX)
-ctrd_pid=""
-ctr_() { ctr --address "$work/c.sock" --namespace bench "$@"; }
+. bench/lib/private_containerd.sh
 cleanup() {
-  for t in $(ctr_ task ls -q 2>/dev/null); do ctr_ task kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
-  sleep 0.5
-  for t in $(ctr_ task ls -q 2>/dev/null); do ctr_ task delete "$t" >/dev/null 2>&1 || true; done
-  for c in $(ctr_ container ls -q 2>/dev/null); do ctr_ container delete "$c" >/dev/null 2>&1 || true; done
-  [ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null || true
-  umount -R "$work/root" 2>/dev/null || true
+  containerd_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,19 +33,7 @@ spec:
 YAML
 "$bin/stockade" install --store "$work/store" "$work/policy.yaml" >/dev/null
 printf 'store: %s\nseccompCache: %s\n' "$work/store" "$work/seccomp-cache" > "$work/shim.yaml"
-cat > "$work/config.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/c.sock"
-[ttrpc]
-  address = "$work/c.sock.ttrpc"
-TOML
-PATH="$bin:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
-ctrd_pid=$!
-for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
+containerd_start
 
 run_args() {
   case "$1" in

@@ -241,8 +241,8 @@ int main(int argc, char** argv) {
         {{"signal", strsignal(sig)},
          {"logged", absl::StrCat(collector->stats().logged.load())},
          {"suppressed", absl::StrCat(collector->stats().suppressed.load())},
-         {"unattributed",
-          absl::StrCat(collector->stats().unattributed.load())}});
+         {"unattributed", absl::StrCat(collector->stats().unattributed.load())},
+         {"overflows", absl::StrCat(collector->stats().overflows.load())}});
     return 0;
   }
 

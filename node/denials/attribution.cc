@@ -81,11 +81,24 @@ std::optional<Attribution> Attributor::ForContainer(
 
 std::optional<Attribution> Attributor::ForPid(int64_t pid) {
   if (pid <= 0) return std::nullopt;
+  // A process that keeps being denied is looked up once a second: reading
+  // /proc/<pid>/cgroup is most of a record's cost. Host pids are handed out
+  // in turn up to pid_max, so none is reused within a second.
+  const absl::Time now = absl::Now();
+  if (auto hit = by_pid_.find(pid);
+      hit != by_pid_.end() && now - hit->second.first < absl::Seconds(1)) {
+    return hit->second.second;
+  }
   std::ifstream in(absl::StrCat(proc_, "/", pid, "/cgroup"));
   if (!in) return std::nullopt;
   std::stringstream text;
   text << in.rdbuf();
-  return ForCandidates(Candidates(text.str()));
+  std::optional<Attribution> found = ForCandidates(Candidates(text.str()));
+  if (found) {
+    if (by_pid_.size() >= 4096) by_pid_.clear();
+    by_pid_[pid] = {now, *found};
+  }
+  return found;
 }
 
 std::optional<Attribution> Attributor::ForCgroupPath(const std::string& path) {

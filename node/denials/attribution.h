@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -54,6 +55,8 @@ class Attributor {
   absl::flat_hash_map<std::string, std::string> hash_of_container_;
   absl::flat_hash_map<std::string, store::RefPod> pod_of_container_;
   absl::flat_hash_map<std::string, Attribution> policy_of_hash_;
+  // pid -> when it was looked up, and its container.
+  absl::flat_hash_map<int64_t, std::pair<absl::Time, Attribution>> by_pid_;
   absl::Time refreshed_ = absl::InfinitePast();
 };
 

@@ -156,8 +156,24 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
   addr.nl_groups = 1U << (AUDIT_NLGRP_READLOG - 1);
   if (fd >= 0 &&
       bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    int size = 4 << 20;  // room for a burst while the thread is busy
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    // Room for a burst while the thread is busy: a looping agent is denied
+    // about 100,000 times a second, each an audit event of up to three
+    // records (seccomp, SYSCALL, PROCTITLE) of about 1 KB each in the
+    // buffer. Beyond CAP_NET_ADMIN's SO_RCVBUFFORCE, net.core.rmem_max caps
+    // it.
+    int size = 16 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+      int got = 0;
+      socklen_t len = sizeof got;
+      getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len);
+      if (got / 2 < size) {  // the kernel reports twice what it grants
+        c->buffer_warning_ = absl::StrCat(
+            "the audit socket's buffer is ", got / 2 / 1024,
+            " KiB (net.core.rmem_max; CAP_NET_ADMIN would allow 16 MiB): a "
+            "flood of denials may lose records");
+      }
+    }
     c->audit_fd_ = fd;
     c->sources_ = "audit-netlink";
   } else {
@@ -193,6 +209,11 @@ absl::StatusOr<std::unique_ptr<Collector>> Collector::Start(
           "cannot turn the kernel's audit on (", strerror(error),
           "; needs CAP_AUDIT_CONTROL): Landlock denials are not reported");
     }
+  }
+  if (!c->buffer_warning_.empty()) {
+    c->warning_ = c->warning_.empty()
+                      ? c->buffer_warning_
+                      : absl::StrCat(c->warning_, "; ", c->buffer_warning_);
   }
   if (c->options_.log_all_netns) {
     const char* knob = "/proc/sys/net/netfilter/nf_log_all_netns";
@@ -353,6 +374,10 @@ void Collector::Run() {
   auto handle = [&](const KernelRecord& r) {
     flush_pending(r.serial);
     switch (r.kind) {
+      case KernelRecord::Kind::kEndOfEvent:
+        // Its records are all here: no need to wait for more.
+        flush_pending(0);
+        return;
       case KernelRecord::Kind::kLandlockDomain:
         s.domains[r.domain] = {r.pid, r.comm, r.exe};
         [[fallthrough]];
@@ -371,9 +396,10 @@ void Collector::Run() {
         return;
       }
       case KernelRecord::Kind::kDenial:
-        // An audit event's other records (SYSCALL: the parent; Landlock's
-        // DOMAIN: the process) follow it with the same serial.
-        if (r.serial != 0) {
+        // A Landlock denial names no process: the event's other records
+        // (DOMAIN, SYSCALL) follow it with the same serial. A seccomp or
+        // AppArmor record names its process itself and goes out at once.
+        if (r.layer == Layer::kLandlock && r.serial != 0) {
           s.pending[r.serial] = r;
         } else {
           emit(r);
@@ -404,7 +430,12 @@ void Collector::Run() {
     if (audit_fd_ >= 0 && (fds[1].revents & POLLIN)) {
       while (true) {
         ssize_t got = recv(audit_fd_, buf.data(), buf.size(), 0);
-        if (got < 0) break;  // EAGAIN, or ENOBUFS (records lost)
+        if (got < 0 && errno == ENOBUFS) {
+          // Records were lost; the socket goes on with what is queued.
+          ++stats_.overflows;
+          continue;
+        }
+        if (got < 0) break;  // EAGAIN
         // One record per datagram. Its nlmsg_len cannot be trusted: audit
         // has long set it to the payload's length alone on some paths, so
         // the datagram's size bounds the payload.

@@ -53,6 +53,9 @@ struct CollectorStats {
   std::atomic<int64_t> suppressed{0};    // dropped by the rate limit
   std::atomic<int64_t> unattributed{0};  // not a Stockade container's
   std::atomic<int64_t> repeated{0};      // the same packet retransmitted
+  // Times the kernel found the audit socket's buffer full and dropped
+  // records (ENOBUFS): a flood faster than the collector reads.
+  std::atomic<int64_t> overflows{0};
 };
 
 class Collector {
@@ -84,6 +87,7 @@ class Collector {
   std::string sources_;
   bool enabled_audit_ = false;
   std::string warning_;
+  std::string buffer_warning_;
   bool enabled_netns_log_ = false;
   int audit_fd_ = -1, kmsg_fd_ = -1, stop_fd_ = -1;
   std::unique_ptr<State> state_;

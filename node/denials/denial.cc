@@ -26,7 +26,7 @@ int64_t GetInt(const nlohmann::json& j, const char* key) {
 nlohmann::json Denial::ToJson() const {
   nlohmann::json j = nlohmann::json::object();
   j["time"] =
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", time, absl::UTCTimeZone());
   Put(j, "node", node);
   Put(j, "namespace", pod_namespace);
   Put(j, "pod", pod_name);

@@ -17,6 +17,7 @@ namespace stockade::node::denials {
 namespace {
 
 constexpr int kAuditSyscall = 1300;
+constexpr int kAuditEoe = 1320;
 constexpr int kAuditAvc = 1400;
 constexpr int kAuditSeccomp = 1326;
 constexpr int kAuditLandlockAccess = 1423;
@@ -211,6 +212,13 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
       !absl::SimpleAtoi(message.substr(0, space), &type)) {
     return std::nullopt;
   }
+  // Most of what audit sends (PROCTITLE, EOE, CONFIG_CHANGE, ...) is none of
+  // ours: cheap to pass over, which matters in a flood.
+  if (type != kAuditSyscall && type != kAuditEoe && type != kAuditAvc &&
+      type != kAuditSeccomp && type != kAuditLandlockAccess &&
+      type != kAuditLandlockDomain) {
+    return std::nullopt;
+  }
   message = message.substr(space + 1);
   KernelRecord r;
   // "audit(1796564358.894:94): "
@@ -277,6 +285,10 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
       if (r.domain.empty()) return std::nullopt;
       return r;
     }
+    case kAuditEoe:
+      r.kind = KernelRecord::Kind::kEndOfEvent;
+      if (r.serial == 0) return std::nullopt;
+      return r;
     case kAuditSyscall: {
       r.kind = KernelRecord::Kind::kSyscall;
       r.syscall = SyscallName(Str(f, "arch"), Str(f, "syscall"));

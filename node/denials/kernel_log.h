@@ -26,6 +26,7 @@ struct KernelRecord {
     kDenial,          // a denial (or, complained, what would have been one)
     kLandlockDomain,  // 1424: which process made a Landlock domain
     kSyscall,         // 1300: the process of the event `serial`
+    kEndOfEvent,      // 1320: the event `serial` has no more records
   };
   Kind kind = Kind::kDenial;
   Layer layer = Layer::kSeccomp;

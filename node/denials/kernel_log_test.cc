@@ -115,6 +115,16 @@ TEST(KernelLogTest, EgressLogLines) {
   EXPECT_EQ(named->port, 53);
 }
 
+TEST(KernelLogTest, EndOfEvent) {
+  auto r = ParseKernelRecord("audit: type=1320 audit(1796577186.527:27342): ");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, KernelRecord::Kind::kEndOfEvent);
+  EXPECT_EQ(r->serial, 27342u);
+  // PROCTITLE and the like are passed over.
+  EXPECT_FALSE(ParseKernelRecord(
+      "audit: type=1327 audit(1796577186.527:27342): proctitle=2F62696E"));
+}
+
 TEST(KernelLogTest, PidsRefusalLines) {
   // As this kernel writes it (cgroup v1 here; v2 names the unified path).
   auto r = ParseKernelRecord(

@@ -3,6 +3,10 @@
 // test can check which layer stopped what. Attacks:
 //   unshare mount ptrace keyctl add_key bpf io_uring raw_socket packet_socket
 //   connect:HOST:PORT  read:PATH  write:PATH  exec:PATH
+// and, for benchmarks (bench/denials_bench.sh):
+//   now              prints "now: NS" (CLOCK_REALTIME, nanoseconds)
+//   repeat:N:ATTACK  attempts ATTACK N times quietly, then prints
+//                    "repeat:N:ATTACK: NS ns/call ERRNO_NAME" (the last one)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/keyctl.h>
@@ -13,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,7 +57,20 @@ const char* ErrnoName(int e) {
   }
 }
 
+bool quiet = false;  // inside repeat:N:ATTACK
+long last_rc = 0;
+int last_errno = 0;
+
+int64_t NowNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
 void Report(const std::string& name, long rc) {
+  last_rc = rc;
+  last_errno = errno;
+  if (quiet) return;
   if (rc >= 0) {
     std::printf("%s: OK\n", name.c_str());
   } else {
@@ -84,6 +102,27 @@ void Attempt(const std::string& arg) {
     return Report(arg, socket(AF_PACKET, SOCK_RAW, 0));
   const size_t colon = arg.find(':');
   const std::string kind = arg.substr(0, colon);
+  if (arg == "now") {
+    std::printf("now: %lld\n", static_cast<long long>(NowNanos()));
+    std::fflush(stdout);
+    return;
+  }
+  if (kind == "repeat") {  // repeat:N:ATTACK
+    const size_t second = arg.find(':', colon + 1);
+    if (second == std::string::npos) return;
+    const long n = std::atol(arg.substr(colon + 1, second - colon - 1).c_str());
+    const std::string attack = arg.substr(second + 1);
+    quiet = true;
+    const int64_t start = NowNanos();
+    for (long i = 0; i < n; ++i) Attempt(attack);
+    const int64_t elapsed = NowNanos() - start;
+    quiet = false;
+    std::printf("%s: %lld ns/call %s\n", arg.c_str(),
+                static_cast<long long>(n > 0 ? elapsed / n : 0),
+                last_rc >= 0 ? "OK" : ErrnoName(last_errno));
+    std::fflush(stdout);
+    return;
+  }
   if (kind == "wait") {  // wait:MS, e.g. to outlive a denial's report
     usleep(static_cast<useconds_t>(std::atoi(arg.c_str() + colon + 1)) * 1000);
     return;
