@@ -288,16 +288,23 @@ bool IsConflict(const absl::Status& status) {
 // ---------------------------------------------------------------------------
 // JSON helpers
 
-std::string StringAt(const json& object,
-                     std::initializer_list<absl::string_view> path) {
+const json* Find(const json& object,
+                 std::initializer_list<absl::string_view> path) {
   const json* cur = &object;
   for (absl::string_view key : path) {
-    if (!cur->is_object()) return "";
+    if (!cur->is_object()) return nullptr;
     auto it = cur->find(std::string(key));
-    if (it == cur->end()) return "";
+    if (it == cur->end()) return nullptr;
     cur = &*it;
   }
-  return cur->is_string() ? cur->get<std::string>() : "";
+  return cur;
+}
+
+std::string StringAt(const json& object,
+                     std::initializer_list<absl::string_view> path) {
+  const json* found = Find(object, path);
+  return found != nullptr && found->is_string() ? found->get<std::string>()
+                                                : "";
 }
 
 std::string NameOf(const json& o) { return StringAt(o, {"metadata", "name"}); }

@@ -324,6 +324,9 @@ std::string NameOf(const nlohmann::json& object);
 std::string NamespaceOf(const nlohmann::json& object);
 std::string ResourceVersionOf(const nlohmann::json& object);
 std::string UidOf(const nlohmann::json& object);
+// object[a][b]..., nullptr when absent.
+const nlohmann::json* Find(const nlohmann::json& object,
+                           std::initializer_list<absl::string_view> path);
 // object[a][b]... as a string, "" when absent or not a string.
 std::string StringAt(const nlohmann::json& object,
                      std::initializer_list<absl::string_view> path);

@@ -96,6 +96,34 @@ void AgentController::EnqueueAll() {
   for (const std::string& key : agents_->Keys()) queue_.Add(key);
 }
 
+void AgentController::EnqueueAgents(const std::string& ns,
+                                    const std::string& policy) {
+  for (const kube::ObjectPtr& agent : agents_->List()) {
+    if (kube::NamespaceOf(*agent) != ns) continue;
+    if (!policy.empty()) {
+      const nlohmann::json* spec = kube::Find(*agent, {"spec"});
+      const bool inline_policy = spec != nullptr && spec->contains("policy");
+      const std::string named =
+          inline_policy ? kube::NameOf(*agent)  // controller::InlinePolicyName
+                        : kube::StringAt(*agent, {"spec", "policyRef", "name"});
+      if (named != policy) continue;
+    }
+    queue_.Add(kube::KeyOf(*agent));
+  }
+}
+
+bool AgentController::NeedsApply(const std::string& key,
+                                 const nlohmann::json& desired,
+                                 const nlohmann::json* live) {
+  auto it = applied_.find(key);
+  if (it == applied_.end() || live == nullptr) return true;
+  const nlohmann::json* generation =
+      kube::Find(*live, {"metadata", "generation"});
+  return it->second.digest != desired.dump() || generation == nullptr ||
+         !generation->is_number_integer() ||
+         generation->get<int64_t>() != it->second.generation;
+}
+
 void AgentController::Stop() {
   queue_.ShutDown();
   if (worker_.joinable()) worker_.join();
@@ -224,23 +252,45 @@ absl::Status AgentController::Reconcile(const std::string& key, bool* exists) {
     if (rerun) result = controller::ReconcileAgent(snapshot, now);
   }
 
+  // Server-side apply of `desired` unless the informer's copy (`live`) is
+  // what the last apply of it made, untouched since: then that copy.
   auto apply =
-      [&](const kube::Resource& resource,
-          const nlohmann::json& desired) -> absl::StatusOr<nlohmann::json> {
+      [&](const kube::Resource& resource, const nlohmann::json& desired,
+          const kube::ObjectPtr& live) -> absl::StatusOr<nlohmann::json> {
+    const std::string applied_key =
+        absl::StrCat(resource.plural, "/", ns, "/",
+                     kube::StringAt(desired, {"metadata", "name"}));
+    if (!NeedsApply(applied_key, desired, live.get())) return *live;
     deps_.metrics->agent_applies->Increment();
-    return deps_.client->Apply(resource, ns, desired, kFieldManager,
-                               /*force=*/true);
+    absl::StatusOr<nlohmann::json> applied = deps_.client->Apply(
+        resource, ns, desired, kFieldManager, /*force=*/true);
+    if (applied.ok()) {
+      const nlohmann::json* generation =
+          kube::Find(*applied, {"metadata", "generation"});
+      applied_[applied_key] =
+          Applied{desired.dump(),
+                  generation != nullptr && generation->is_number_integer()
+                      ? generation->get<int64_t>()
+                      : -1};
+    } else {
+      applied_.erase(applied_key);
+    }
+    return applied;
   };
   if (result.inline_policy.has_value()) {
-    auto applied = apply(kube::kAgentPolicy, *result.inline_policy);
+    // The informer holds policies compact: their generation is there.
+    auto applied = apply(kube::kAgentPolicy, *result.inline_policy,
+                         deps_.policies->Get(kube::MakeKey(ns, name)));
     if (!applied.ok()) return applied.status();
   }
   if (result.deployment.has_value()) {
-    auto applied = apply(kube::kDeployment, *result.deployment);
+    auto applied =
+        apply(kube::kDeployment, *result.deployment, deployments_->Get(key));
     if (!applied.ok()) return applied.status();
     // The status reports what the apply produced.
     snapshot.deployment = controller::ObserveDeployment(*applied);
-    auto applied_np = apply(kube::kNetworkPolicy, *result.network_policy);
+    auto applied_np = apply(kube::kNetworkPolicy, *result.network_policy,
+                            network_policies_->Get(key));
     if (!applied_np.ok()) return applied_np.status();
     snapshot.network_policy = controller::ObserveOwner(*applied_np);
     result = controller::ReconcileAgent(snapshot, now);

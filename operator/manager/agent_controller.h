@@ -7,6 +7,7 @@
 #ifndef STOCKADE_OPERATOR_MANAGER_AGENT_CONTROLLER_H_
 #define STOCKADE_OPERATOR_MANAGER_AGENT_CONTROLLER_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -62,10 +63,29 @@ class AgentController {
   void StartWorker();
   void Stop();
 
-  // Queues every Agent: a policy, guardrail or namespace changed.
+  // Queues every Agent: a guardrail (ClusterAgentPolicy) changed.
   void EnqueueAll();
+  // Queues the Agents of namespace `ns` whose policy is `policy` (its
+  // policyRef, or the policy an inline spec.policy becomes), or every Agent
+  // of `ns` when `policy` is empty: what a change of that AgentPolicy, or of
+  // the namespace's labels, can affect. A policy's status writes (one per
+  // policy, thousands at a cold start) so reach only its own Agents.
+  void EnqueueAgents(const std::string& ns, const std::string& policy);
 
  private:
+  // What the last apply of an object produced: the digest of what was
+  // applied, and the generation the apiserver gave the object. An object
+  // whose desired state has the same digest and whose cached generation is
+  // unchanged (nobody edited its spec) is not applied again.
+  struct Applied {
+    std::string digest;
+    int64_t generation = 0;
+  };
+  // Whether `desired` must be applied over `live` (the informer's copy, or
+  // null), for applied_ key `key`.
+  bool NeedsApply(const std::string& key, const nlohmann::json& desired,
+                  const nlohmann::json* live);
+
   // Reconciles the Agent `key` ("namespace/name"); *exists is false when it
   // is gone (the garbage collector deletes what it owned).
   absl::Status Reconcile(const std::string& key, bool* exists);
@@ -74,6 +94,8 @@ class AgentController {
   std::unique_ptr<kube::Informer> agents_, deployments_, network_policies_;
   kube::WorkQueue queue_;
   std::thread worker_;
+  // "<resource>/<namespace>/<name>" -> the last apply; the worker's only.
+  std::map<std::string, Applied> applied_;
 };
 
 }  // namespace stockade::manager

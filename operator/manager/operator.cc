@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -366,23 +367,26 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   impl.http = *std::move(http);
 
   // A change of a policy, guardrail or namespace: everything is
-  // recomputed, and every Agent looks at its policy again.
-  auto on_change = [&impl] {
-    kube::InformerHandlers h;
-    h.on_add = [&impl](const kube::ObjectPtr&) {
-      impl.queue.Add(kAll);
-      impl.agents->EnqueueAll();
-    };
-    h.on_update = [&impl](const kube::ObjectPtr&, const kube::ObjectPtr&) {
-      impl.queue.Add(kAll);
-      impl.agents->EnqueueAll();
-    };
-    h.on_delete = [&impl](const kube::ObjectPtr&) {
-      impl.queue.Add(kAll);
-      impl.agents->EnqueueAll();
-    };
-    return h;
-  };
+  // recomputed, and the Agents it can affect look at their policy again
+  // (`agents_of` names them from the changed object).
+  auto on_change =
+      [&impl](std::function<void(const nlohmann::json&)> agents_of) {
+        kube::InformerHandlers h;
+        h.on_add = [&impl, agents_of](const kube::ObjectPtr& o) {
+          impl.queue.Add(kAll);
+          agents_of(*o);
+        };
+        h.on_update = [&impl, agents_of](const kube::ObjectPtr&,
+                                         const kube::ObjectPtr& o) {
+          impl.queue.Add(kAll);
+          agents_of(*o);
+        };
+        h.on_delete = [&impl, agents_of](const kube::ObjectPtr& o) {
+          impl.queue.Add(kAll);
+          agents_of(*o);
+        };
+        return h;
+      };
   kube::InformerOptions informer_options;
   informer_options.on_error = [&impl](const absl::Status& s) {
     impl.log(LogLevel::kWarning, "list/watch error",
@@ -409,9 +413,16 @@ absl::StatusOr<std::unique_ptr<Operator>> Operator::Start(
   agent_deps.informer_options = informer_options;
   impl.agents = std::make_unique<AgentController>(std::move(agent_deps));
   impl.agents->StartInformers();
+  impl.policies->AddHandlers(on_change([&impl](const nlohmann::json& p) {
+    impl.agents->EnqueueAgents(kube::NamespaceOf(p), kube::NameOf(p));
+  }));
+  impl.cluster_policies->AddHandlers(
+      on_change([&impl](const nlohmann::json&) { impl.agents->EnqueueAll(); }));
+  impl.namespaces->AddHandlers(on_change([&impl](const nlohmann::json& n) {
+    impl.agents->EnqueueAgents(kube::NameOf(n), "");
+  }));
   for (kube::Informer* i : {impl.policies.get(), impl.cluster_policies.get(),
                             impl.namespaces.get()}) {
-    i->AddHandlers(on_change());
     i->Start();
   }
 

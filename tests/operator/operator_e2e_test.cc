@@ -23,8 +23,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -668,6 +671,35 @@ TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
   ASSERT_TRUE(own.is_object());
   EXPECT_EQ(own["metadata"]["ownerReferences"][0].value("uid", ""),
             Get("agent", "inline")["metadata"].value("uid", "-"));
+
+  // Settled, a resync (every 5 s here) reconciles each Agent without
+  // applying anything again: their objects are what the last apply made.
+  auto metric = [&](const std::string& name) {
+    CommandResult m = testing::RunCommand(
+        {"curl", "-sf",
+         absl::StrCat("http://127.0.0.1:", http_ports_["op-1"], "/metrics")});
+    for (absl::string_view line : absl::StrSplit(m.out, '\n')) {
+      if (absl::ConsumePrefix(&line, name + " ")) {
+        double v = -1;
+        return absl::SimpleAtod(line, &v) ? v : -1.0;
+      }
+    }
+    return -1.0;
+  };
+  absl::SleepFor(absl::Seconds(3));
+  const double applies = metric("stockade_agent_applies_total");
+  const double reconciles = metric("stockade_agent_reconciles_total");
+  absl::SleepFor(absl::Seconds(6));
+  EXPECT_GE(metric("stockade_agent_reconciles_total"), reconciles + 2);
+  EXPECT_EQ(metric("stockade_agent_applies_total"), applies);
+  // Someone else's edit of the Deployment's spec is put right at the next
+  // reconcile (its generation changed).
+  ASSERT_TRUE(api_->Kubectl({"scale", "deployment", "researcher", "-n",
+                             "agents", "--replicas", "5"})
+                  .ok());
+  EXPECT_TRUE(Eventually([&] {
+    return Get("deployment", "researcher")["spec"].value("replicas", 0) == 2;
+  })) << Get("deployment", "researcher").dump(2);
 
   // Deleting an Agent deletes all it made (kube-controller-manager's garbage
   // collector, following the owner references); a policy it only names
