@@ -117,6 +117,9 @@ flood_logged=$(logged flood)
 cpu1=$(cpu_ms "$node_pid")
 rss_flood=$(rss_kb "$node_pid")
 stop_collector
+# The collector's stop line counts the audit socket's overflows (ENOBUFS).
+overflows=$(grep -o '"overflows":"[0-9]*"' "$work/node.log" | tail -1 | tr -dc 0-9)
+grep "stopping" "$work/node.log" >&2
 
 # 3. The same flood under the default rate limit (burst 20, 5/s).
 start_collector 20 5
@@ -134,12 +137,13 @@ awk -v n="$n" \
   -v p50="$lat_p50" -v p99="$lat_p99" -v max="$lat_max" -v ln="$lat_n" \
   -v idle="$rss_idle" -v rss="$rss_flood" \
   -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v logged="$flood_logged" \
+  -v overflows="${overflows:-?}" \
   -v c2="$cpu2" -v c3="$cpu3" -v llogged="$limited_logged" \
   -v fin="$flood_in" -v lin="$limited_in" -v ain="$alone_in" 'BEGIN {
   printf "%-58s %s\n", "measure", "value"
   printf "%-58s %s / %s / %s ms (%d samples)\n", "denied call -> its log line: p50 / p99 / max", p50, p99, max, ln
   printf "%-58s %.1f MB / %.1f MB\n", "collector RSS idle / after the flood", idle / 1024, rss / 1024
-  printf "%-58s %d of %d in %.2f s\n", "flood, no rate limit: logged", logged, n, (t1 - t0) / 1e9
+  printf "%-58s %d of %d in %.2f s (socket overflows: %s)\n", "flood, no rate limit: logged", logged, n, (t1 - t0) / 1e9, overflows
   printf "%-58s %.1f us\n", "collector CPU per logged denial", (c1 - c0) * 1000 / (logged ? logged : 1)
   printf "%-58s %d of %d, CPU %.1f us per denial\n", "flood, default rate limit (20, 5/s): logged", llogged, n, (c3 - c2) * 1000 / n
   printf "%-58s %d / %d / %d ns\n", "denied call in the container: logged / limited / no collector", fin, lin, ain

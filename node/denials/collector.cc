@@ -119,7 +119,7 @@ struct Collector::State {
     double tokens = 0;
     absl::Time last;
     int64_t suppressed = 0;
-    Attribution who;  // of the latest denial: what a summary names
+    Attribution who;  // the container's: what a summary names
   };
   absl::flat_hash_map<std::string, Bucket> buckets;
   // Landlock: a denial waits for the records of the same event that name
@@ -308,7 +308,43 @@ void Collector::Run() {
       ++stats_.unattributed;
       return;
     }
-    Denial d = DenialBy(*who, options_.node_name, absl::Now());
+    const absl::Time now = absl::Now();
+    // A dropped connection attempt is logged once per packet: the SYN and
+    // its retransmissions. One denial per destination and 5 s.
+    if (r.layer == Layer::kNetwork) {
+      std::string key =
+          absl::StrCat(who->container_id, " ", who->policy_hash, " ",
+                       r.protocol, " ", r.destination, " ", r.port);
+      auto seen = s.recent_packets.find(key);
+      if (seen != s.recent_packets.end() &&
+          now - seen->second < absl::Seconds(5)) {
+        ++stats_.repeated;
+        return;
+      }
+      s.recent_packets[key] = now;
+      if (s.recent_packets.size() > 4096) s.recent_packets.clear();
+    }
+    // The rate limit, before a denial is made of the record: in a flood
+    // most records end here.
+    State::Bucket& b = s.buckets[who->container_id];
+    if (b.last == absl::Time()) {
+      b.tokens = options_.burst;
+      b.who = *who;
+    } else {
+      b.tokens = std::min<double>(
+          options_.burst,
+          b.tokens + absl::ToDoubleSeconds(now - b.last) * options_.rate);
+    }
+    b.last = now;
+    if (b.tokens < 1) {
+      ++b.suppressed;
+      ++stats_.suppressed;
+      return;
+    }
+    b.tokens -= 1;
+    write_summary(b, now);
+
+    Denial d = DenialBy(*who, options_.node_name, now);
     d.layer = LayerName(r.layer);
     d.mode = r.complained ? "complained" : "enforced";
     d.syscall = r.syscall;
@@ -325,39 +361,6 @@ void Collector::Run() {
       const std::string max = PidsMax(r.cgroup);
       if (!max.empty()) d.access = absl::StrCat("pids.max ", max);
     }
-
-    // A dropped connection attempt is logged once per packet: the SYN and
-    // its retransmissions. One denial per destination and 5 s.
-    if (r.layer == Layer::kNetwork) {
-      std::string key =
-          absl::StrCat(d.container_id, " ", d.policy_hash, " ", d.protocol, " ",
-                       d.destination, " ", d.port);
-      auto seen = s.recent_packets.find(key);
-      if (seen != s.recent_packets.end() &&
-          d.time - seen->second < absl::Seconds(5)) {
-        ++stats_.repeated;
-        return;
-      }
-      s.recent_packets[key] = d.time;
-      if (s.recent_packets.size() > 4096) s.recent_packets.clear();
-    }
-    State::Bucket& b = s.buckets[d.container_id];
-    if (b.last == absl::Time()) {
-      b.tokens = options_.burst;
-    } else {
-      b.tokens = std::min<double>(
-          options_.burst,
-          b.tokens + absl::ToDoubleSeconds(d.time - b.last) * options_.rate);
-    }
-    b.last = d.time;
-    b.who = *who;
-    if (b.tokens < 1) {
-      ++b.suppressed;
-      ++stats_.suppressed;
-      return;
-    }
-    b.tokens -= 1;
-    write_summary(b, d.time);
     write(d);
     ++stats_.logged;
   };
@@ -398,8 +401,11 @@ void Collector::Run() {
       case KernelRecord::Kind::kDenial:
         // A Landlock denial names no process: the event's other records
         // (DOMAIN, SYSCALL) follow it with the same serial. A seccomp or
-        // AppArmor record names its process itself and goes out at once.
-        if (r.layer == Layer::kLandlock && r.serial != 0) {
+        // AppArmor record names its process itself and goes out at once,
+        // unless that process is gone already: then it waits for a SYSCALL
+        // record that names the parent, if audit sends one.
+        if (r.serial != 0 && (r.layer == Layer::kLandlock ||
+                              !s.attributor.ForPid(r.pid).has_value())) {
           s.pending[r.serial] = r;
         } else {
           emit(r);
@@ -409,6 +415,7 @@ void Collector::Run() {
   };
 
   std::string buf(1 << 16, '\0');
+  absl::Time next_sweep = absl::Now();
   while (true) {
     pollfd fds[3] = {
         {stop_fd_, POLLIN, 0}, {audit_fd_, POLLIN, 0}, {kmsg_fd_, POLLIN, 0}};
@@ -417,18 +424,21 @@ void Collector::Run() {
     int n = poll(fds, 3, s.pending.empty() ? 100 : 5);
     if (n < 0 && errno != EINTR) return;
     if (fds[0].revents != 0) return;
-    if (n == 0) {
-      flush_pending(0);
-      // Summaries of containers that went quiet after being limited.
+    if (n == 0) flush_pending(0);
+    // Summaries of containers that went quiet after being limited, every
+    // 100 ms however busy the node's audit stream is.
+    if (const absl::Time now = absl::Now(); now >= next_sweep) {
+      next_sweep = now + absl::Milliseconds(100);
       for (auto& [id, b] : s.buckets) {
-        if (absl::Now() - b.last > absl::Seconds(1)) {
-          write_summary(b, absl::Now());
-        }
+        if (now - b.last > absl::Seconds(1)) write_summary(b, now);
       }
-      continue;
     }
+    if (n <= 0) continue;
+    // At most kBatch records from a source per round, so that a flood on
+    // one cannot starve the other, the stop request or the summaries.
+    constexpr int kBatch = 1024;
     if (audit_fd_ >= 0 && (fds[1].revents & POLLIN)) {
-      while (true) {
+      for (int i = 0; i < kBatch; ++i) {
         ssize_t got = recv(audit_fd_, buf.data(), buf.size(), 0);
         if (got < 0 && errno == ENOBUFS) {
           // Records were lost; the socket goes on with what is queued.
@@ -442,6 +452,7 @@ void Collector::Run() {
         if (static_cast<size_t>(got) < NLMSG_HDRLEN) continue;
         {
           const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
+          if (!IsDenialAuditType(h->nlmsg_type)) continue;
           absl::string_view payload(buf.data() + NLMSG_HDRLEN,
                                     static_cast<size_t>(got) - NLMSG_HDRLEN);
           while (!payload.empty() && payload.back() == '\0') {
@@ -454,7 +465,7 @@ void Collector::Run() {
       }
     }
     if (kmsg_fd_ >= 0 && (fds[2].revents & POLLIN)) {
-      while (true) {
+      for (int i = 0; i < kBatch; ++i) {
         ssize_t got = read(kmsg_fd_, buf.data(), buf.size());
         if (got < 0) {
           if (errno == EPIPE) continue;  // overwritten records: go on

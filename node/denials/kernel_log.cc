@@ -129,6 +129,12 @@ std::optional<KernelRecord> ParseEgressLine(absl::string_view message) {
 
 }  // namespace
 
+bool IsDenialAuditType(int type) {
+  return type == kAuditSyscall || type == kAuditEoe || type == kAuditAvc ||
+         type == kAuditSeccomp || type == kAuditLandlockAccess ||
+         type == kAuditLandlockDomain;
+}
+
 const char* LayerName(Layer layer) {
   switch (layer) {
     case Layer::kSeccomp:
@@ -188,6 +194,14 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
   if (size_t semi = record.find(';');
       semi != absl::string_view::npos && semi < 64 &&
       record.substr(0, semi).find(' ') == absl::string_view::npos) {
+    // PRI is facility * 8 + level. Only the kernel logs with facility 0: a
+    // process writing to /dev/kmsg is given LOG_USER at least, so it cannot
+    // forge an egress drop or a pids refusal.
+    int pri = -1;
+    if (!absl::SimpleAtoi(record.substr(0, record.find(',')), &pri) ||
+        pri < 0 || pri >= 8) {
+      return std::nullopt;
+    }
     record = record.substr(semi + 1);
   }
   if (absl::StartsWith(record, "stockade-egress-")) {
@@ -212,13 +226,9 @@ std::optional<KernelRecord> ParseKernelRecord(absl::string_view record) {
       !absl::SimpleAtoi(message.substr(0, space), &type)) {
     return std::nullopt;
   }
-  // Most of what audit sends (PROCTITLE, EOE, CONFIG_CHANGE, ...) is none of
+  // Most of what audit sends (PROCTITLE, CONFIG_CHANGE, ...) is none of
   // ours: cheap to pass over, which matters in a flood.
-  if (type != kAuditSyscall && type != kAuditEoe && type != kAuditAvc &&
-      type != kAuditSeccomp && type != kAuditLandlockAccess &&
-      type != kAuditLandlockDomain) {
-    return std::nullopt;
-  }
+  if (!IsDenialAuditType(type)) return std::nullopt;
   message = message.substr(space + 1);
   KernelRecord r;
   // "audit(1796564358.894:94): "

@@ -62,6 +62,10 @@ inline constexpr char kPidsForkRejected[] =
 inline constexpr char kEgressDropPrefix[] = "stockade-egress-drop";
 inline constexpr char kEgressComplainPrefix[] = "stockade-egress-complain";
 
+// Whether audit records of this type are any of ParseKernelRecord's (the
+// others are passed over unparsed).
+bool IsDenialAuditType(int type);
+
 // One /dev/kmsg record ("PRI,SEQ,USEC,FLAGS;MESSAGE", continuation lines
 // after it ignored) or a bare message. nullopt for anything that is not one
 // of the records above.

@@ -115,6 +115,19 @@ TEST(KernelLogTest, EgressLogLines) {
   EXPECT_EQ(named->port, 53);
 }
 
+TEST(KernelLogTest, LinesWrittenByProcessesAreNotTheKernels) {
+  // echo "stockade-egress-drop ..." > /dev/kmsg comes out as facility user
+  // (PRI 8 and up): not a record.
+  EXPECT_FALSE(ParseKernelRecord(
+      "12,99,123,-;stockade-egress-drop IN= OUT=eth0 DST=203.0.113.9 "
+      "PROTO=TCP DPT=443"));
+  EXPECT_FALSE(ParseKernelRecord(
+      "14,2040,1,-;cgroup: fork rejected by pids controller in /k8s.io/x"));
+  EXPECT_TRUE(ParseKernelRecord(
+      "4,99,123,-;stockade-egress-drop IN= OUT=eth0 DST=203.0.113.9 "
+      "PROTO=TCP DPT=443"));
+}
+
 TEST(KernelLogTest, EndOfEvent) {
   auto r = ParseKernelRecord("audit: type=1320 audit(1796577186.527:27342): ");
   ASSERT_TRUE(r);

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "operator/controller/agent_reconciler.h"
 #include "operator/controller/objects.h"
@@ -18,6 +19,12 @@ std::string OwnerKey(const nlohmann::json& object) {
   const std::string agent =
       kube::StringAt(object, {"metadata", "labels", controller::kAgentLabel});
   return agent.empty() ? "" : kube::MakeKey(kube::NamespaceOf(object), agent);
+}
+
+// The applied_ key of object `name` of `resource` in `ns`.
+std::string AppliedKey(const kube::Resource& resource, const std::string& ns,
+                       const std::string& name) {
+  return absl::StrCat(resource.plural, "/", ns, "/", name);
 }
 
 }  // namespace
@@ -112,16 +119,12 @@ void AgentController::EnqueueAgents(const std::string& ns,
   }
 }
 
-bool AgentController::NeedsApply(const std::string& key,
-                                 const nlohmann::json& desired,
+bool AgentController::NeedsApply(const std::string& key, size_t digest,
                                  const nlohmann::json* live) {
   auto it = applied_.find(key);
-  if (it == applied_.end() || live == nullptr) return true;
-  const nlohmann::json* generation =
-      kube::Find(*live, {"metadata", "generation"});
-  return it->second.digest != desired.dump() || generation == nullptr ||
-         !generation->is_number_integer() ||
-         generation->get<int64_t>() != it->second.generation;
+  return it == applied_.end() || live == nullptr ||
+         it->second.digest != digest || it->second.uid != kube::UidOf(*live) ||
+         it->second.resource_version != kube::ResourceVersionOf(*live);
 }
 
 void AgentController::Stop() {
@@ -163,7 +166,16 @@ void AgentController::StartWorker() {
 absl::Status AgentController::Reconcile(const std::string& key, bool* exists) {
   kube::ObjectPtr object = agents_->Get(key);
   *exists = object != nullptr;
-  if (object == nullptr) return absl::OkStatus();
+  if (object == nullptr) {
+    // Gone: so are (or soon, by the garbage collector) its objects.
+    std::string ns, name;
+    kube::SplitKey(key, &ns, &name);
+    for (const kube::Resource* r :
+         {&kube::kAgentPolicy, &kube::kDeployment, &kube::kNetworkPolicy}) {
+      applied_.erase(AppliedKey(*r, ns, name));
+    }
+    return absl::OkStatus();
+  }
   absl::StatusOr<controller::AgentObject> agent =
       controller::DecodeAgent(object->dump());
   if (!agent.ok()) {
@@ -258,29 +270,24 @@ absl::Status AgentController::Reconcile(const std::string& key, bool* exists) {
       [&](const kube::Resource& resource, const nlohmann::json& desired,
           const kube::ObjectPtr& live) -> absl::StatusOr<nlohmann::json> {
     const std::string applied_key =
-        absl::StrCat(resource.plural, "/", ns, "/",
-                     kube::StringAt(desired, {"metadata", "name"}));
-    if (!NeedsApply(applied_key, desired, live.get())) return *live;
+        AppliedKey(resource, ns, kube::StringAt(desired, {"metadata", "name"}));
+    const size_t digest = absl::HashOf(desired.dump());
+    if (!NeedsApply(applied_key, digest, live.get())) return *live;
     deps_.metrics->agent_applies->Increment();
     absl::StatusOr<nlohmann::json> applied = deps_.client->Apply(
         resource, ns, desired, kFieldManager, /*force=*/true);
     if (applied.ok()) {
-      const nlohmann::json* generation =
-          kube::Find(*applied, {"metadata", "generation"});
-      applied_[applied_key] =
-          Applied{desired.dump(),
-                  generation != nullptr && generation->is_number_integer()
-                      ? generation->get<int64_t>()
-                      : -1};
+      applied_[applied_key] = Applied{digest, kube::UidOf(*applied),
+                                      kube::ResourceVersionOf(*applied)};
     } else {
       applied_.erase(applied_key);
     }
     return applied;
   };
   if (result.inline_policy.has_value()) {
-    // The informer holds policies compact: their generation is there.
+    // The informer holds policies compact: uid and resourceVersion are kept.
     auto applied = apply(kube::kAgentPolicy, *result.inline_policy,
-                         deps_.policies->Get(kube::MakeKey(ns, name)));
+                         deps_.policies->Get(kube::MakeKey(ns, policy_name)));
     if (!applied.ok()) return applied.status();
   }
   if (result.deployment.has_value()) {

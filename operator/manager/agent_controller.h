@@ -73,17 +73,18 @@ class AgentController {
   void EnqueueAgents(const std::string& ns, const std::string& policy);
 
  private:
-  // What the last apply of an object produced: the digest of what was
-  // applied, and the generation the apiserver gave the object. An object
-  // whose desired state has the same digest and whose cached generation is
-  // unchanged (nobody edited its spec) is not applied again.
+  // What the last apply of an object produced: a digest of what was
+  // applied, and the object's uid and resourceVersion after it. An object
+  // whose desired state has the same digest and whose cached copy is that
+  // very version (nobody wrote it since, nor deleted and made it again) is
+  // not applied again.
   struct Applied {
-    std::string digest;
-    int64_t generation = 0;
+    size_t digest = 0;
+    std::string uid, resource_version;
   };
-  // Whether `desired` must be applied over `live` (the informer's copy, or
-  // null), for applied_ key `key`.
-  bool NeedsApply(const std::string& key, const nlohmann::json& desired,
+  // Whether the desired object of digest `digest` must be applied over
+  // `live` (the informer's copy, or null), for applied_ key `key`.
+  bool NeedsApply(const std::string& key, size_t digest,
                   const nlohmann::json* live);
 
   // Reconciles the Agent `key` ("namespace/name"); *exists is false when it

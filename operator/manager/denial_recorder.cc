@@ -20,7 +20,8 @@ void Count(v1::DenialCounts& c, const v1::NodeDenial& d, int64_t n) {
   c.set_total(c.total() + n);
   const google::protobuf::FieldDescriptor* layer =
       c.GetDescriptor()->FindFieldByName(d.layer());
-  if (layer != nullptr && layer->name() != "total") {
+  if (layer != nullptr && layer->name() != "total" &&
+      layer->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT64) {
     const google::protobuf::Reflection* r = c.GetReflection();
     r->SetInt64(&c, layer, r->GetInt64(c, layer) + n);
   }
@@ -34,6 +35,9 @@ v1::DenialCounts Sum(const v1::DenialCounts& a, const v1::DenialCounts& b,
   const google::protobuf::Reflection* r = out.GetReflection();
   for (int i = 0; i < desc->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* f = desc->field(i);
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_INT64) {
+      continue;
+    }
     r->SetInt64(&out, f, r->GetInt64(a, f) + sign * r->GetInt64(b, f));
   }
   return out;
@@ -48,7 +52,8 @@ v1::DenialCounts CountsIn(const nlohmann::json& j) {
   for (int i = 0; i < desc->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* f = desc->field(i);
     auto it = j.find(f->json_name());
-    if (it != j.end() && it->is_number_integer()) {
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT64 &&
+        it != j.end() && it->is_number_integer()) {
       r->SetInt64(&out, f, it->get<int64_t>());
     }
   }
@@ -214,9 +219,15 @@ void DenialRecorder::FlushCounts() {
       now.counts = Sum(total, Sum(now.counts, c.counts, -1));
       now.loaded = true;
     } else if (absl::IsNotFound(written.status())) {
-      // The policy is gone: so are its counters (kept only if denials
-      // arrived meanwhile, for a policy of the same name made again).
-      if (!now.dirty) policies_.erase(key);
+      // The policy is gone: so are its counters. Denials that arrived
+      // meanwhile count for a policy of the same name made again, from
+      // zero.
+      if (now.dirty) {
+        now.counts = Sum(now.counts, c.counts, -1);
+        now.loaded = false;
+      } else {
+        policies_.erase(key);
+      }
     } else {
       now.dirty = true;
       log_(LogLevel::kWarning, "cannot write a policy's denial counters",

@@ -109,9 +109,22 @@ TEST(DenialRecorderTest, CountsLabelsAndForgetsDeletedPolicies) {
   // gone; the others stay.
   ASSERT_TRUE(c->Delete(kube::kAgentPolicy, "agents", "doomed").ok());
   recorder.Add("node-a", Batch({Denied("doomed", "seccomp")}));
-  EXPECT_TRUE(WaitFor([&] { return recorder.tracked_policies() == 1u; },
+  ASSERT_TRUE(WaitFor([&] { return recorder.tracked_policies() == 1u; },
                       absl::Seconds(10)))
       << recorder.tracked_policies();
+  // Made again, the policy counts from zero.
+  ASSERT_TRUE(c->Create(kube::kAgentPolicy, "agents",
+                        {{"metadata", {{"name", "doomed"}}},
+                         {"spec", {{"mode", "Enforce"}}}})
+                  .ok());
+  recorder.Add("node-a", Batch({Denied("doomed", "seccomp")}));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        json d = denials("doomed");
+        return d.is_object() && d.value("total", 0) == 1;
+      },
+      absl::Seconds(10)))
+      << denials("doomed").dump();
 }
 
 }  // namespace

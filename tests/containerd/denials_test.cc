@@ -285,7 +285,9 @@ TEST_F(DenialsTest, AFloodIsRateLimitedAndCounted) {
   // the container goes quiet.
   std::vector<Denial> got = DenialsOf("flood", 11, absl::Seconds(15));
   int64_t logged = 0, suppressed = 0;
+  std::string lines;
   for (const Denial& d : got) {
+    lines += d.ToLine() + "\n";
     if (d.suppressed > 0) {
       suppressed += d.suppressed;
     } else {
@@ -293,10 +295,10 @@ TEST_F(DenialsTest, AFloodIsRateLimitedAndCounted) {
       EXPECT_EQ(d.syscall, "unshare");
     }
   }
-  EXPECT_LE(logged, 12) << "burst 10, refilled at 2/s";
-  EXPECT_GE(logged, 10);
-  EXPECT_GT(suppressed, 0) << NodeLog();
-  EXPECT_LE(logged + suppressed, 200);
+  EXPECT_LE(logged, 12) << "burst 10, refilled at 2/s\n" << lines;
+  EXPECT_GE(logged, 10) << lines;
+  EXPECT_GT(suppressed, 0) << lines << NodeLog();
+  EXPECT_LE(logged + suppressed, 200) << lines;
 }
 
 TEST_F(DenialsTest, StockadeDenialsShowsThem) {

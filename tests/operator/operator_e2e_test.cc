@@ -689,6 +689,7 @@ TEST_F(OperatorE2ETest, AgentBecomesADeploymentAndNetworkPolicy) {
   absl::SleepFor(absl::Seconds(3));
   const double applies = metric("stockade_agent_applies_total");
   const double reconciles = metric("stockade_agent_reconciles_total");
+  ASSERT_GE(applies, 4) << "the metric is exported, and counted the applies";
   absl::SleepFor(absl::Seconds(6));
   EXPECT_GE(metric("stockade_agent_reconciles_total"), reconciles + 2);
   EXPECT_EQ(metric("stockade_agent_applies_total"), applies);
